@@ -1,0 +1,1 @@
+"""Bundle writing: atomic staging, deterministic files, manifest with checksums, templates."""

@@ -1,0 +1,75 @@
+"""``deploykit build``: one ONNX model -> a verified bundle for a target."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from deploykit.cli.common import DebugOption, JsonOption, RichReporter, cli_errors, err_console, print_json
+from deploykit.pipeline import BuildRequest, build
+
+
+@cli_errors
+def build_command(
+    model: Path = typer.Argument(..., help="The ONNX model file.", show_default=False),
+    target: str = typer.Option(..., "--target", "-t", help="Target device profile (see 'deploykit targets')."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Bundle folder [default: ./MODEL-TARGET-PRECISION]."),
+    precision: Optional[str] = typer.Option(None, "--precision", "-p", help="fp32, fp16 or int8 [default: the target's]."),
+    input_shape: list[str] = typer.Option([], "--input-shape", help="Pin dynamic dims: NAME:D0,D1,... (repeat per input)."),
+    calibration: Optional[str] = typer.Option(
+        None, "--calibration", "-c",
+        help=".npy (samples stacked on axis 0, shaped like the input without batch) or .npz (one array per input name). Required for int8.",
+    ),
+    io: str = typer.Option("float", "--io", help="Artifact I/O type where the backend supports integer I/O: float or int8."),
+    force: bool = typer.Option(False, "--force", "-f", help="Replace the output folder if it exists."),
+    strict: bool = typer.Option(False, "--strict", help="Exit with code 4 when verification fails."),
+    json_out: bool = JsonOption,
+    debug: bool = DebugOption,
+) -> None:
+    """Build MODEL into a verified, ready-to-run bundle for a TARGET device."""
+    if precision is not None and precision not in ("fp32", "fp16", "int8"):
+        from deploykit.errors import DeployError
+
+        raise DeployError(f"unknown --precision {precision!r}; use fp32, fp16 or int8")
+    if io not in ("float", "int8"):
+        from deploykit.errors import DeployError
+
+        raise DeployError(f"unknown --io {io!r}; use float or int8")
+    reporter = RichReporter()
+    result = build(
+        BuildRequest(model=model, target=target, output=output, precision=precision, input_shapes=list(input_shape),
+                     calibration=calibration, force=force, io=io),
+        reporter=reporter,
+    )
+    verification = result.manifest["verification"]
+    if json_out:
+        print_json({"bundle": str(result.out_dir), "manifest": result.manifest,
+                    "timings_s": {k: round(v, 3) for k, v in reporter.timings.items()}})
+    else:
+        _print_summary(result, verification)
+    if strict and verification.get("status") == "failed":
+        raise typer.Exit(4)
+
+
+def _print_summary(result, verification) -> None:
+    from rich.table import Table
+
+    m = result.manifest
+    if verification.get("status") in ("passed", "failed"):
+        table = Table(title=f"verification vs fp32 ({verification['samples']} samples, {verification['runtime']})",
+                      title_justify="left")
+        for col in ("output", "max abs err", "rel. to range", "cosine", "SQNR dB", "top-1"):
+            table.add_column(col, justify="right" if col != "output" else "left")
+        for name, v in verification["outputs"].items():
+            top1 = v.get("top1_agreement")
+            table.add_row(name, f"{v['max_abs_error']:.3g}", f"{v['rel_max_abs_error']:.3g}", f"{v['cosine']:.6f}",
+                          str(v["sqnr_db"]) if isinstance(v["sqnr_db"], str) else f"{v['sqnr_db']:.1f}",
+                          "" if top1 is None else f"{top1:.2%}")
+        err_console.print(table)
+    status = verification.get("status")
+    style = {"passed": "green", "failed": "red", "skipped": "yellow"}.get(status, "")
+    err_console.print(f"[{style}]verification {status}[/]" if style else f"verification {status}")
+    err_console.print(f"bundle for [bold]{m['target']}[/] ({m['backend']}, {m['precision']}): ", end="")
+    err_console.print(str(result.out_dir), markup=False, highlight=False)

@@ -1,0 +1,217 @@
+"""The build pipeline: import -> canonicalize -> support analysis -> lower -> verify -> bundle.
+
+One way data flow; the backend is reached only through the :class:`~deploykit.backend.Backend`
+contract. Progress goes to a :class:`Reporter` (the CLI shows it with rich).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from deploykit import __version__
+from deploykit.backend import Backend, BuildContext, BuildOptions, NodeSupport, Support
+from deploykit.bundle.files import sha256_file, write_json, write_npz
+from deploykit.bundle.manifest import SAMPLES_EXPECTED, SAMPLES_INPUTS, write_bundle_metadata
+from deploykit.bundle.render import render
+from deploykit.bundle.staging import StagedOutput, check_output_dir
+from deploykit.errors import CalibrationError, DeployError, UnsupportedError
+from deploykit.ir import graph_inputs, graph_outputs, load_model, parse_input_shapes
+from deploykit import passes
+from deploykit.plugins import Registry, default_registry
+from deploykit.quant.calibration import SampleSet, load_samples, random_samples
+from deploykit.reference import run_reference
+from deploykit.verification import run_bundle, verify_outputs
+
+VERIFY_SAMPLES = 4
+STORED_SAMPLES = 2
+
+
+class Reporter:
+    """Progress sink. The default one is silent; the CLI's prints stages with rich."""
+
+    @contextlib.contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        yield
+
+    def log(self, message: str) -> None:
+        pass
+
+    def warn(self, message: str) -> None:
+        pass
+
+
+@dataclass
+class BuildRequest:
+    model: Path
+    target: str
+    output: Path | None = None
+    precision: str | None = None
+    input_shapes: list[str] = field(default_factory=list)
+    calibration: str | None = None
+    force: bool = False
+    io: str = "float"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class BuildResult:
+    out_dir: Path
+    manifest: dict[str, Any]
+    report: dict[str, Any]
+
+
+def default_output(model: Path, target: str, precision: str) -> Path:
+    return Path.cwd() / f"{model.stem}-{target}-{precision}"
+
+
+def unsupported_error(support: list[NodeSupport], target: str) -> UnsupportedError:
+    bad = [s for s in support if s.status is Support.UNSUPPORTED]
+    listed = "; ".join(f"{s.op_type} (node {s.node!r}: {s.reason})" for s in bad[:20])
+    more = f"; and {len(bad) - 20} more" if len(bad) > 20 else ""
+    return UnsupportedError(
+        f"{len(bad)} node(s) cannot run on target {target!r}: {listed}{more} "
+        f"(see 'deploykit inspect MODEL --target {target}')"
+    )
+
+
+def _split_samples(samples: SampleSet) -> tuple[SampleSet, SampleSet]:
+    n = len(samples)
+    if n == 1:
+        return samples, samples
+    return samples.split(min(VERIFY_SAMPLES, max(1, n // 5)))
+
+
+def build(request: BuildRequest, registry: Registry | None = None, reporter: Reporter | None = None) -> BuildResult:
+    """Build one bundle. Raises :class:`DeployError` for anything the user can fix."""
+    reporter = reporter or Reporter()
+    registry = registry or default_registry()
+    profile = registry.target(request.target)
+    backend_cls = registry.backend_for(profile)
+    missing = backend_cls.missing_host_modules()
+    if missing:
+        raise DeployError(
+            f"the {backend_cls.name!r} backend needs {', '.join(missing)} on this machine; "
+            f"install it with: pip install 'deploykit[{backend_cls.name}]'"
+        )
+    backend: Backend = backend_cls(profile)
+    precision = request.precision or profile.default_precision
+    backend.check_precision(precision)
+    if precision == "int8" and not request.calibration:
+        raise CalibrationError(
+            "int8 needs calibration data: pass --calibration samples.npy (samples stacked on axis 0, "
+            "shaped like the input without batch) or .npz with one array per input"
+        )
+    model_path = Path(request.model)
+    shapes = parse_input_shapes(request.input_shapes)
+    out_dir = Path(request.output) if request.output else default_output(model_path, profile.name, precision)
+    check_output_dir(out_dir, request.force)
+    options = BuildOptions(precision=precision, input_shapes=shapes, calibration=request.calibration,
+                           io=request.io, extra=dict(request.extra))
+
+    with reporter.stage("import"):
+        model = load_model(model_path, shapes)
+        inputs, outputs = graph_inputs(model), graph_outputs(model)
+        source_sha = sha256_file(model_path)
+    with reporter.stage("canonicalize"):
+        model = passes.canonicalize(model)
+        model = backend.prepare(model, options)
+    with reporter.stage("support analysis"):
+        support = backend.analyze(model)
+        if any(s.status is Support.UNSUPPORTED for s in support):
+            raise unsupported_error(support, profile.name)
+    calibration = verify_set = None
+    if request.calibration:
+        with reporter.stage("calibration data"):
+            samples = load_samples(request.calibration, inputs)
+            calibration, verify_set = _split_samples(samples)
+            reporter.log(f"{len(calibration)} calibration / {len(verify_set)} held-out verification samples")
+    if verify_set is None:
+        verify_set = random_samples(inputs, VERIFY_SAMPLES, seed=0)
+
+    with StagedOutput(out_dir, request.force) as stage:
+        work = stage.path
+        ctx = BuildContext(model=model, profile=profile, options=options, workdir=work, inputs=inputs,
+                           outputs=outputs, calibration=calibration, log=reporter.log)
+        with reporter.stage(f"lower ({backend.name}, {precision})"):
+            artifact = backend.lower(ctx)
+        with reporter.stage("reference (fp32 onnxruntime)"):
+            feeds = list(verify_set.feeds())
+            refs = run_reference(model_path, feeds, [o.name for o in outputs])
+            stored = list(range(min(STORED_SAMPLES, len(feeds))))
+            (work / "samples").mkdir()
+            write_npz(work / SAMPLES_INPUTS, {f"in_{i}": verify_set.subset(stored).arrays[s.name] for i, s in enumerate(inputs)})
+            write_npz(work / SAMPLES_EXPECTED, {f"out_{i}": _stack([refs[j][o.name] for j in stored]) for i, o in enumerate(outputs)})
+        with reporter.stage("render runner"):
+            context = _template_context(profile, backend, precision, artifact)
+            (work / "runner.py").write_text(render(backend.runner_template, context, backend.template_package or ""), encoding="utf-8")
+            reqs = artifact.requirements or backend.runner_requirements(precision)
+            (work / "requirements.txt").write_text("".join(r + "\n" for r in reqs), encoding="utf-8")
+        with reporter.stage("verify"):
+            reason = backend.verification_unavailable()
+            if reason:
+                verification = {"status": "skipped", "reason": reason}
+                reporter.warn(f"verification skipped: {reason}")
+            else:
+                outs, runtime = run_bundle(work, feeds, threads=profile.threads)
+                verification = verify_outputs(refs, outs, precision, runtime)
+                if verification["status"] != "passed":
+                    reporter.warn("verification FAILED: " + "; ".join(verification["problems"]))
+        report = {
+            "deploykit_version": __version__,
+            "target": profile.name,
+            "backend": backend.name,
+            "precision": precision,
+            "model": {"file": model_path.name, "sha256": source_sha,
+                      "nodes": len(list(model.graph)), "opset": model.opset_imports.get("", 0)},
+            "support": _support_summary(support),
+            "verification": verification,
+            "notes": list(ctx.notes),
+            "backend_report": artifact.report,
+        }
+        write_json(work / "report.json", report)
+        for name, template in (("README.md", "README.md.j2"), ("Dockerfile", "Dockerfile.j2")):
+            text = render(template, {**context, "verification": verification, "requirements": reqs}, backend.template_package or "")
+            (work / name).write_text(text, encoding="utf-8")
+        manifest = write_bundle_metadata(
+            work, profile=profile, backend=backend, precision=precision, artifact=artifact,
+            source_name=model_path.name, source_sha256=source_sha, options=options,
+            verification=verification, plugins=registry.plugins,
+        )
+    return BuildResult(out_dir=out_dir.absolute(), manifest=manifest, report=report)
+
+
+def _stack(arrays):
+    import numpy as np
+
+    return np.stack([np.asarray(a) for a in arrays])
+
+
+def _support_summary(support: list[NodeSupport]) -> dict[str, Any]:
+    counts: dict[str, int] = {}
+    for s in support:
+        counts[s.status.value] = counts.get(s.status.value, 0) + 1
+    return {"counts": counts, "rewrites": [s.to_json() for s in support if s.status is Support.REWRITE]}
+
+
+def _template_context(profile, backend: Backend, precision: str, artifact) -> dict[str, Any]:
+    spec = {
+        "target": profile.name,
+        "backend": backend.name,
+        "precision": precision,
+        "threads": profile.threads,
+        "inputs": [s.to_json() for s in artifact.inputs],
+        "outputs": [s.to_json() for s in artifact.outputs],
+    }
+    spec.update(artifact.runner_context)
+    return {
+        "spec": spec,
+        "profile": profile,
+        "backend": backend,
+        "precision": precision,
+        "deploykit_version": __version__,
+        "artifact": artifact,
+    }

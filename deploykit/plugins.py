@@ -1,0 +1,144 @@
+"""Plugin manager: loads plugins from the ``deploykit`` entry-point group and collects what they register.
+
+``DEPLOYKIT_PLUGINS`` (comma-separated entry-point names) limits which plugins load, e.g.
+``DEPLOYKIT_PLUGINS=profiles,onnxruntime``. An empty value loads none. Tests build fresh
+registries with ``Registry.from_plugins([...])`` and never autoload.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata as md
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pluggy
+
+from deploykit import hookspecs
+from deploykit.backend import Backend
+from deploykit.errors import DeployError, TargetError
+from deploykit.targets import TargetProfile, suggest
+
+ENTRY_POINT_GROUP = "deploykit"
+ENV_VAR = "DEPLOYKIT_PLUGINS"
+
+
+def new_plugin_manager() -> pluggy.PluginManager:
+    """A plugin manager with deploykit's hookspecs and no plugins loaded."""
+    pm = pluggy.PluginManager("deploykit")
+    pm.add_hookspecs(hookspecs)
+    return pm
+
+
+def _selected_names() -> set[str] | None:
+    raw = os.environ.get(ENV_VAR)
+    if raw is None:
+        return None
+    return {n.strip() for n in raw.split(",") if n.strip()}
+
+
+def load_entrypoint_plugins(pm: pluggy.PluginManager) -> list[str]:
+    """Load plugins from the entry-point group (limited by ``DEPLOYKIT_PLUGINS``)."""
+    wanted = _selected_names()
+    loaded = []
+    for ep in sorted(md.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+        if wanted is not None and ep.name not in wanted:
+            continue
+        if pm.get_plugin(ep.name) is not None:
+            continue
+        try:
+            plugin = ep.load()
+        except Exception as e:  # noqa: BLE001 - a broken third-party plugin must not kill the CLI
+            raise DeployError(f"plugin {ep.name!r} ({ep.value}) failed to import: {e}") from e
+        pm.register(plugin, name=ep.name)
+        loaded.append(ep.name)
+    return loaded
+
+
+@dataclass
+class Registry:
+    """Backends and targets contributed by the loaded plugins."""
+
+    backends: dict[str, type[Backend]] = field(default_factory=dict)
+    targets: dict[str, TargetProfile] = field(default_factory=dict)
+    plugins: dict[str, str] = field(default_factory=dict)  # plugin name -> version
+
+    @classmethod
+    def from_manager(cls, pm: pluggy.PluginManager) -> Registry:
+        reg = cls()
+
+        def register_backend(backend: type[Backend]) -> None:
+            if not (isinstance(backend, type) and issubclass(backend, Backend)):
+                raise DeployError(f"register_backends got {backend!r}, which is not a deploykit.backend.Backend subclass")
+            backend.validate_class()
+            if backend.name in reg.backends and reg.backends[backend.name] is not backend:
+                raise DeployError(f"two plugins register a backend named {backend.name!r}")
+            reg.backends[backend.name] = backend
+
+        def register_target(profile: TargetProfile) -> None:
+            if not isinstance(profile, TargetProfile):
+                raise DeployError(f"register_targets got {profile!r}, which is not a TargetProfile")
+            if profile.name in reg.targets and reg.targets[profile.name] != profile:
+                raise TargetError(
+                    f"target {profile.name!r} is defined twice ({reg.targets[profile.name].source} and {profile.source})"
+                )
+            reg.targets[profile.name] = profile
+
+        pm.hook.register_backends(register=register_backend)
+        pm.hook.register_targets(register=register_target)
+        for name, plugin in pm.list_name_plugin():
+            reg.plugins[name] = _plugin_version(plugin)
+        return reg
+
+    @classmethod
+    def from_plugins(cls, plugins: Iterable[Any]) -> Registry:
+        """A registry from explicit plugin objects/modules (no entry points)."""
+        pm = new_plugin_manager()
+        for p in plugins:
+            pm.register(p)
+        return cls.from_manager(pm)
+
+    def target(self, name: str) -> TargetProfile:
+        if name not in self.targets:
+            raise TargetError(
+                f"unknown target {name!r}{suggest(name, sorted(self.targets))} "
+                "(run 'deploykit targets' to list them)"
+            )
+        return self.targets[name]
+
+    def backend_for(self, profile: TargetProfile) -> type[Backend]:
+        if profile.backend not in self.backends:
+            raise TargetError(
+                f"target {profile.name!r} needs the {profile.backend!r} backend, which is not installed; "
+                f"install it with: pip install 'deploykit[{profile.backend}]'"
+            )
+        return self.backends[profile.backend]
+
+
+def _plugin_version(plugin: Any) -> str:
+    version = getattr(plugin, "__version__", None)
+    if version:
+        return str(version)
+    mod = getattr(plugin, "__name__", "") or type(plugin).__module__
+    top = mod.split(".")[0]
+    try:
+        dists = md.packages_distributions().get(top, [])
+        if dists:
+            return md.version(dists[0])
+    except Exception:  # noqa: BLE001
+        pass
+    return "unknown"
+
+
+_DEFAULT: Registry | None = None
+
+
+def default_registry(refresh: bool = False) -> Registry:
+    """The registry of entry-point plugins (cached per process)."""
+    global _DEFAULT
+    if _DEFAULT is None or refresh:
+        pm = new_plugin_manager()
+        load_entrypoint_plugins(pm)
+        _DEFAULT = Registry.from_manager(pm)
+    return _DEFAULT

@@ -1,0 +1,1 @@
+"""Calibration data, quantization schemes and parameters, verification metrics."""

@@ -1,0 +1,140 @@
+"""Calibration / sample data: read ``.npy`` / ``.npz`` files and check them against the model inputs.
+
+Contract (design.md): ``.npy`` = samples stacked on axis 0, each sample shaped like the model
+input with batch 1 removed; ``.npz`` = one such array per input name.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from deploykit.errors import CalibrationError
+from deploykit.ir.info import TensorSpec
+
+
+def sample_shape(spec: TensorSpec) -> list[int]:
+    """Shape of one sample of ``spec`` in calibration files (batch 1 removed)."""
+    return list(spec.shape[1:]) if spec.shape and spec.shape[0] == 1 else list(spec.shape)
+
+
+@dataclass
+class SampleSet:
+    """Per-input arrays of N samples, each shaped like :func:`sample_shape`."""
+
+    arrays: dict[str, np.ndarray]
+    inputs: list[TensorSpec]
+
+    def __len__(self) -> int:
+        return len(next(iter(self.arrays.values()))) if self.arrays else 0
+
+    def feed(self, index: int) -> dict[str, np.ndarray]:
+        """One sample as a model feed (batch dim restored)."""
+        return {s.name: self.arrays[s.name][index].reshape(s.shape) for s in self.inputs}
+
+    def feeds(self, indices: Sequence[int] | None = None) -> Iterator[dict[str, np.ndarray]]:
+        for i in indices if indices is not None else range(len(self)):
+            yield self.feed(i)
+
+    def subset(self, indices: Sequence[int]) -> SampleSet:
+        idx = np.asarray(list(indices), dtype=np.int64)
+        return SampleSet({k: v[idx] for k, v in self.arrays.items()}, self.inputs)
+
+    def split(self, holdout: int) -> tuple[SampleSet, SampleSet]:
+        """(calibration part, held-out verification part); the last ``holdout`` samples are held out."""
+        n = len(self)
+        holdout = min(holdout, max(n - 1, 0))
+        return self.subset(range(n - holdout)), self.subset(range(n - holdout, n))
+
+
+def _check_array(name: str, arr: np.ndarray, spec: TensorSpec, source: str) -> np.ndarray:
+    want = sample_shape(spec)
+    if arr.dtype == object or arr.dtype.kind in "USVb":
+        raise CalibrationError(f"calibration data {source} for input {name!r} has dtype {arr.dtype}; expected {spec.dtype}")
+    if arr.ndim == len(want) and list(arr.shape) == want:
+        arr = arr[None]  # a single sample
+    if list(arr.shape[1:]) != want:
+        if arr.ndim == len(want) + 2 and arr.shape[1] == 1 and list(arr.shape[2:]) == want:
+            arr = arr[:, 0]
+        else:
+            raise CalibrationError(
+                f"calibration data {source} for input {name!r} has shape {list(arr.shape)}; expected "
+                f"[N, {', '.join(map(str, want))}] (samples stacked on axis 0, batch dim removed)"
+            )
+    target = np.dtype(spec.dtype)
+    if target.kind == "f":
+        if arr.dtype.kind != "f":
+            raise CalibrationError(
+                f"calibration data {source} for input {name!r} has integer dtype {arr.dtype} but the input is "
+                f"{spec.dtype}; convert and normalize it the way your model expects (e.g. x.astype('float32') / 255)"
+            )
+        if not np.all(np.isfinite(arr)):
+            raise CalibrationError(f"calibration data {source} for input {name!r} contains NaN or Inf values")
+    elif arr.dtype.kind not in "iu":
+        raise CalibrationError(f"calibration data {source} for input {name!r} has dtype {arr.dtype}; expected {spec.dtype}")
+    if len(arr) == 0:
+        raise CalibrationError(f"calibration data {source} for input {name!r} holds no samples")
+    return np.ascontiguousarray(arr.astype(target, copy=False))
+
+
+def load_samples(path: str | Path, inputs: list[TensorSpec]) -> SampleSet:
+    """Read ``.npy`` / ``.npz`` sample data for ``inputs`` and validate it."""
+    p = Path(path)
+    if not p.exists():
+        raise CalibrationError(f"calibration data {str(p)!r} does not exist")
+    source = p.name
+    if p.is_dir():
+        raise CalibrationError(
+            f"calibration folder {str(p)!r}: image folders are not supported yet; pass a .npy (one input) or .npz (one array per input)"
+        )
+    try:
+        if p.suffix == ".npz":
+            with np.load(p, allow_pickle=False) as z:
+                raw = {k: z[k] for k in z.files}
+        else:
+            raw_arr = np.load(p, allow_pickle=False)
+            if isinstance(raw_arr, np.lib.npyio.NpzFile):  # a .npz under another suffix
+                raw = {k: raw_arr[k] for k in raw_arr.files}
+            else:
+                if len(inputs) != 1:
+                    names = ", ".join(repr(s.name) for s in inputs)
+                    raise CalibrationError(
+                        f"the model has {len(inputs)} inputs ({names}); pass calibration data as .npz with one array per input name"
+                    )
+                raw = {inputs[0].name: raw_arr}
+    except CalibrationError:
+        raise
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
+        raise CalibrationError(f"cannot read calibration data {str(p)!r}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from e
+    missing = [s.name for s in inputs if s.name not in raw]
+    if missing:
+        raise CalibrationError(
+            f"calibration data {source} has no array for input(s) {', '.join(map(repr, missing))} "
+            f"(it has {', '.join(map(repr, raw)) or 'none'})"
+        )
+    arrays = {s.name: _check_array(s.name, raw[s.name], s, source) for s in inputs}
+    counts = {len(a) for a in arrays.values()}
+    if len(counts) != 1:
+        raise CalibrationError(f"calibration data {source}: inputs have different sample counts {sorted(counts)}")
+    return SampleSet(arrays, list(inputs))
+
+
+def random_samples(inputs: list[TensorSpec], count: int, seed: int = 0) -> SampleSet:
+    """Seeded random samples (standard normal for floats, small ints for integer inputs)."""
+    rng = np.random.default_rng(seed)
+    arrays = {}
+    for s in inputs:
+        shape = [count, *sample_shape(s)]
+        dt = np.dtype(s.dtype)
+        if dt.kind == "f":
+            arrays[s.name] = rng.standard_normal(shape).astype(dt)
+        elif dt.kind == "b":
+            arrays[s.name] = rng.integers(0, 2, size=shape).astype(dt)
+        else:
+            arrays[s.name] = rng.integers(0, 2, size=shape).astype(dt)
+        arrays[s.name] = np.ascontiguousarray(arrays[s.name])
+    return SampleSet(arrays, list(inputs))

@@ -1,0 +1,48 @@
+"""Quantization schemes: what a backend's integer kernels accept, declared as data.
+
+A backend sets ``Backend.quant_scheme`` to a :class:`QuantScheme`; the core engine computes
+parameters that obey it. Nothing here depends on a backend.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+# ops whose output must reuse the input's scale/zero point in most integer runtimes
+SCALE_PRESERVING_OPS = frozenset(
+    {
+        "MaxPool", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose",
+        "Slice", "Gather", "Split", "Pad", "Resize", "DepthToSpace", "SpaceToDepth",
+        "GlobalMaxPool", "Identity",
+    }
+)
+
+
+@dataclass(frozen=True)
+class QuantScheme:
+    """How a backend wants int8 tensors.
+
+    :ivar weight_dtype: ``"int8"`` or ``"uint8"``.
+    :ivar activation_dtype: ``"int8"`` or ``"uint8"``.
+    :ivar weight_symmetric: weights use zero point 0.
+    :ivar activation_symmetric: activations use zero point 0.
+    :ivar per_channel_weights: per-output-channel weight scales allowed.
+    :ivar shared_scale_ops: ops whose inputs and output must share one scale (e.g. Concat).
+    :ivar float_ops: ops that may stay in float inside an int8 model.
+    :ivar mixed_precision: float fallback of single layers is allowed (False for Edge TPU).
+    :ivar fallback_dtype: dtype a fallen-back layer runs in (``"float32"`` or ``"float16"``).
+    :ivar bias_int32: biases are int32 with scale = input_scale * weight_scale.
+    :ivar io_dtype: dtype of the artifact's I/O (``"float32"`` means (de)quantize inside).
+    """
+
+    weight_dtype: str = "int8"
+    activation_dtype: str = "int8"
+    weight_symmetric: bool = True
+    activation_symmetric: bool = False
+    per_channel_weights: bool = True
+    shared_scale_ops: frozenset[str] = field(default_factory=lambda: SCALE_PRESERVING_OPS | {"Concat"})
+    float_ops: frozenset[str] = frozenset()
+    mixed_precision: bool = True
+    fallback_dtype: str = "float32"
+    bias_int32: bool = True
+    io_dtype: str = "float32"
