@@ -13,7 +13,7 @@ def _shape(value: ir.Value | None) -> list[int] | None:
     if value is None or value.shape is None:
         return None
     dims = list(value.shape)
-    return dims if all(isinstance(d, int) for d in dims) else None
+    return dims if all(isinstance(d, int) and d >= 0 for d in dims) else None
 
 
 def _numel(shape: list[int] | None) -> int:
@@ -73,6 +73,11 @@ def model_stats(model: ir.Model) -> ModelStats:
             stats.params += n
             stats.param_bytes += init.const_value.nbytes
     for i, node in enumerate(ir.traversal.RecursiveGraphIterator(model.graph)):
+        if node.op_type == "Constant" and node.domain in ("", "ai.onnx"):
+            value = node.attributes.get("value")
+            if value is not None and value.type == ir.AttributeType.TENSOR:
+                stats.params += value.as_tensor().size
+                stats.param_bytes += value.as_tensor().nbytes
         stats.ops[node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}::{node.op_type}"] += 1
         macs = node_macs(node)
         if macs:

@@ -33,7 +33,7 @@ _NEVER_FOLD = ("QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear")
 _WEIGHT_SLOTS = {
     "Conv": (1, 2), "ConvTranspose": (1, 2), "Gemm": (1, 2), "MatMul": (1,),
     "BatchNormalization": (1, 2, 3, 4), "InstanceNormalization": (1, 2),
-    "LayerNormalization": (1, 2), "Add": (1,), "Mul": (1,), "PRelu": (1,),
+    "LayerNormalization": (1, 2), "PRelu": (1,),
 }
 _WEIGHTS_MAX_BYTES = 1 << 30
 

@@ -32,9 +32,18 @@ class OnnxRuntimeBackend(Backend):
         per_channel_weights=True,
         mixed_precision=True,
     )
-    min_opset = 11
+    min_opset = 7
+    int8_min_opset = 13  # per-channel QuantizeLinear/DequantizeLinear (axis attribute)
     runner_template = "runner_onnxruntime.py.j2"
     template_package = "deploykit_onnxruntime"
+
+    def prepare(self, model, options):
+        from deploykit.ir.opset import upgrade_opset
+
+        model = super().prepare(model, options)
+        if options is not None and options.precision == "int8":
+            model = upgrade_opset(model, self.int8_min_opset)
+        return model
 
     def lower(self, ctx: BuildContext) -> Artifact:
         out = ctx.workdir / MODEL_FILE

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import onnx
@@ -48,19 +49,26 @@ class _Reader:
 
 def quantize_qdq(src: Path, dst: Path, samples: SampleSet, scheme: QuantScheme, tmp: Path) -> None:
     """Static int8 QDQ with min/max calibration (the foundation engine)."""
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType
+    from onnxruntime.quantization import quantize_static as _quantize_static
 
     qtype = {"int8": QuantType.QInt8, "uint8": QuantType.QUInt8}
-    quantize_static(
-        str(src),
-        str(dst),
-        _Reader(samples),
-        quant_format=QuantFormat.QDQ,
-        activation_type=qtype[scheme.activation_dtype],
-        weight_type=qtype[scheme.weight_dtype],
-        per_channel=scheme.per_channel_weights,
-        calibrate_method=CalibrationMethod.MinMax,
-        extra_options={"ActivationSymmetric": scheme.activation_symmetric, "WeightSymmetric": scheme.weight_symmetric},
-    )
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # quantize_static logs advice on the root logger
+    try:
+        _quantize_static(
+            str(src),
+            str(dst),
+            _Reader(samples),
+            quant_format=QuantFormat.QDQ,
+            activation_type=qtype[scheme.activation_dtype],
+            weight_type=qtype[scheme.weight_dtype],
+            per_channel=scheme.per_channel_weights,
+            calibrate_method=CalibrationMethod.MinMax,
+            extra_options={"ActivationSymmetric": scheme.activation_symmetric, "WeightSymmetric": scheme.weight_symmetric},
+        )
+    finally:
+        root.setLevel(level)
     model = onnx.load(str(dst))
     dst.write_bytes(model.SerializeToString(deterministic=True))

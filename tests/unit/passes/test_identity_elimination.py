@@ -1,0 +1,51 @@
+import numpy as np
+import pytest
+from passes_testlib import apply, assert_same_outputs, helper, init, make_model, op_types
+
+from deploykit.passes import IdentityEliminationPass
+
+pytestmark = pytest.mark.unit
+
+
+def test_identity_dropout_and_noop_cast_reshape_are_removed():
+    nodes = [
+        helper.make_node("Relu", ["x"], ["a"]),
+        helper.make_node("Identity", ["a"], ["b"]),
+        helper.make_node("Dropout", ["b"], ["c"]),
+        helper.make_node("Cast", ["c"], ["d"], to=1),
+        helper.make_node("Reshape", ["d", "shape"], ["e"]),
+        helper.make_node("Sigmoid", ["e"], ["f"]),
+        helper.make_node("Identity", ["f"], ["y"]),
+    ]
+    proto = make_model(nodes, [("x", [2, 3])], [("y", [2, 3])], [init("shape", np.array([2, 3], np.int64))])
+    model, modified = apply(IdentityEliminationPass, proto)
+    assert modified
+    assert op_types(model) == ["Relu", "Sigmoid"]
+    assert [o.name for o in model.graph.outputs] == ["y"]  # output name kept
+    assert_same_outputs(proto, model)
+
+
+def test_real_cast_and_reshape_stay():
+    nodes = [
+        helper.make_node("Cast", ["x"], ["a"], to=10),
+        helper.make_node("Cast", ["a"], ["b"], to=1),
+        helper.make_node("Reshape", ["b", "shape"], ["y"]),
+    ]
+    proto = make_model(nodes, [("x", [2, 3])], [("y", [3, 2])], [init("shape", np.array([3, 2], np.int64))])
+    model, modified = apply(IdentityEliminationPass, proto)
+    assert not modified and op_types(model) == ["Cast", "Cast", "Reshape"]
+
+
+def test_identity_from_graph_input_to_output_stays():
+    proto = make_model([helper.make_node("Identity", ["x"], ["y"])], [("x", [2])], [("y", [2])])
+    model, modified = apply(IdentityEliminationPass, proto)
+    assert not modified and op_types(model) == ["Identity"]
+    assert [o.name for o in model.graph.outputs] == ["y"]
+
+
+def test_training_dropout_stays():
+    nodes = [helper.make_node("Dropout", ["x", "ratio", "train"], ["y"])]
+    inits = [init("ratio", np.float32(0.5)), init("train", np.array(True))]
+    proto = make_model(nodes, [("x", [2])], [("y", [2])], inits)
+    model, modified = apply(IdentityEliminationPass, proto)
+    assert not modified and op_types(model) == ["Dropout"]
