@@ -91,6 +91,9 @@ class BuildContext:
     :ivar options: user build options; ``options.precision`` is the precision to produce.
     :ivar workdir: the staging bundle folder; write artifacts here.
     :ivar calibration: calibration samples (``None`` unless given); int8 needs them.
+    :ivar quant: for int8 builds, the engine's result (``deploykit.quant.engine.QuantResult``):
+        ``params`` {tensor name: QuantParams} following the backend's ``quant_scheme``,
+        ``fallback`` (node names to keep in float), ``qdq_model`` (QDQ ONNX), ``report``.
     :ivar log: report progress or notes to the user (one line each).
     """
 
@@ -101,6 +104,7 @@ class BuildContext:
     inputs: list[TensorSpec]
     outputs: list[TensorSpec]
     calibration: SampleSet | None = None
+    quant: Any = None
     log: Callable[[str], None] = lambda msg: None
     notes: list[str] = field(default_factory=list)
 

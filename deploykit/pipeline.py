@@ -90,6 +90,11 @@ def build(request: BuildRequest, registry: Registry | None = None, reporter: Rep
     reporter = reporter or Reporter()
     registry = registry or default_registry()
     profile = registry.target(request.target)
+    precision = request.precision or profile.default_precision
+    if precision not in profile.precisions:
+        raise DeployError(
+            f"target {profile.name!r} does not support --precision {precision}; use one of: {', '.join(profile.precisions)}"
+        )
     backend_cls = registry.backend_for(profile)
     missing = backend_cls.missing_host_modules()
     if missing:
@@ -98,7 +103,6 @@ def build(request: BuildRequest, registry: Registry | None = None, reporter: Rep
             f"install it with: pip install 'deploykit[{backend_cls.name}]'"
         )
     backend: Backend = backend_cls(profile)
-    precision = request.precision or profile.default_precision
     backend.check_precision(precision)
     if precision == "int8" and not request.calibration:
         raise CalibrationError(

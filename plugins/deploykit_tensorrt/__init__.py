@@ -1,0 +1,3 @@
+"""deploykit tensorrt backend plugin (work in progress: registers nothing yet)."""
+
+__version__ = "0.1.0"
