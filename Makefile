@@ -1,0 +1,39 @@
+# Two commands do everything on a fresh machine:
+#   make demo   - set up, then build the quickstart model for the embedded default target and run the bundle
+#   make test   - set up, then run the whole test suite (unit, plugin, end-to-end)
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.deploykit-installed
+PYTEST_ARGS ?=
+
+.PHONY: setup demo test test-unit test-plugin test-e2e bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[all,dev]"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: $(STAMP)
+	cd examples/quickstart && PATH="$(abspath $(VENV))/bin:$$PATH" bash run.sh
+
+test: $(STAMP)
+	$(PY) -m pytest -n 2 -q $(PYTEST_ARGS)
+
+test-unit: $(STAMP)
+	$(PY) -m pytest -q -m unit $(PYTEST_ARGS)
+
+test-plugin: $(STAMP)
+	$(PY) -m pytest -q -m plugin $(PYTEST_ARGS)
+
+test-e2e: $(STAMP)
+	$(PY) -m pytest -q -m e2e $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(PY) benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info examples/quickstart/out
