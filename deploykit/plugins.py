@@ -96,7 +96,7 @@ class Registry:
         """A registry from explicit plugin objects/modules (no entry points)."""
         pm = new_plugin_manager()
         for p in plugins:
-            pm.register(p)
+            pm.register(p, name=plugin_name(p))
         return cls.from_manager(pm)
 
     def target(self, name: str) -> TargetProfile:
@@ -114,6 +114,16 @@ class Registry:
                 f"install it with: pip install 'deploykit[{profile.backend}]'"
             )
         return self.backends[profile.backend]
+
+
+def plugin_name(plugin: Any) -> str:
+    """The entry-point-style name of a plugin module: ``__plugin_name__``, else the module name
+    without its ``deploykit_`` prefix (``deploykit_acme`` -> ``acme``)."""
+    explicit = getattr(plugin, "__plugin_name__", None)
+    if explicit:
+        return str(explicit)
+    mod = getattr(plugin, "__name__", "") or type(plugin).__module__
+    return mod.split(".")[-1].removeprefix("deploykit_")
 
 
 def _plugin_version(plugin: Any) -> str:

@@ -51,7 +51,9 @@ def inspect_command(
         registry = default_registry()
         profile = registry.target(target)
         backend = registry.backend_for(profile)(profile)
-        m = backend.prepare(m, None)
+        from deploykit.backend import BuildOptions
+
+        m = backend.prepare(m, BuildOptions(precision=profile.default_precision, input_shapes=shapes))
         support = backend.analyze(m)
         info["target"] = {"name": profile.name, "backend": backend.name,
                           "support": [s.to_json() for s in support],
