@@ -54,6 +54,9 @@ class BuildRequest:
     calibration: str | None = None
     force: bool = False
     io: str = "float"
+    calibration_samples: int | None = None
+    calibration_method: str = "auto"
+    accuracy_budget: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -113,8 +116,20 @@ def build(request: BuildRequest, registry: Registry | None = None, reporter: Rep
     shapes = parse_input_shapes(request.input_shapes)
     out_dir = Path(request.output) if request.output else default_output(model_path, profile.name, precision)
     check_output_dir(out_dir, request.force)
+    quant_config = None
+    if precision == "int8":
+        from deploykit.quant.engine import AccuracyBudget, QuantConfig
+        from deploykit.quant.ranges import METHODS
+
+        if request.calibration_method not in ("auto", *METHODS):
+            raise DeployError(f"unknown --calibration-method {request.calibration_method!r}; use auto, {', '.join(METHODS)}")
+        quant_config = QuantConfig(method=request.calibration_method, budget=AccuracyBudget.parse(request.accuracy_budget))
+    extra = dict(request.extra)
+    if quant_config is not None:
+        extra.update({"calibration_method": quant_config.method, "accuracy_budget": str(quant_config.budget),
+                      "calibration_samples": request.calibration_samples})
     options = BuildOptions(precision=precision, input_shapes=shapes, calibration=request.calibration,
-                           io=request.io, extra=dict(request.extra))
+                           io=request.io, extra=extra)
 
     with reporter.stage("import"):
         model = load_model(model_path, shapes)
@@ -130,16 +145,25 @@ def build(request: BuildRequest, registry: Registry | None = None, reporter: Rep
     calibration = verify_set = None
     if request.calibration:
         with reporter.stage("calibration data"):
-            samples = load_samples(request.calibration, inputs)
+            samples = load_samples(request.calibration, inputs, limit=request.calibration_samples)
             calibration, verify_set = _split_samples(samples)
             reporter.log(f"{len(calibration)} calibration / {len(verify_set)} held-out verification samples")
+    quant = None
+    if quant_config is not None:
+        from deploykit.ir.opset import upgrade_opset
+        from deploykit.quant.engine import quantize_model
+
+        model = upgrade_opset(model, 13)  # per-channel QuantizeLinear/DequantizeLinear
+        with reporter.stage("calibrate + quantize"):
+            quant = quantize_model(model, calibration, backend.quant_scheme, quant_config, log=reporter.log)
+            model = quant.model
     if verify_set is None:
         verify_set = random_samples(inputs, VERIFY_SAMPLES, seed=0)
 
     with StagedOutput(out_dir, request.force) as stage:
         work = stage.path
         ctx = BuildContext(model=model, profile=profile, options=options, workdir=work, inputs=inputs,
-                           outputs=outputs, calibration=calibration, log=reporter.log)
+                           outputs=outputs, calibration=calibration, quant=quant, log=reporter.log)
         with reporter.stage(f"lower ({backend.name}, {precision})"):
             artifact = backend.lower(ctx)
         with reporter.stage("reference (fp32 onnxruntime)"):
@@ -173,6 +197,7 @@ def build(request: BuildRequest, registry: Registry | None = None, reporter: Rep
                       "nodes": len(list(model.graph)), "opset": model.opset_imports.get("", 0)},
             "support": _support_summary(support),
             "verification": verification,
+            "quantization": quant.report if quant is not None else None,
             "notes": list(ctx.notes),
             "backend_report": artifact.report,
         }
@@ -184,8 +209,19 @@ def build(request: BuildRequest, registry: Registry | None = None, reporter: Rep
             work, profile=profile, backend=backend, precision=precision, artifact=artifact,
             source_name=model_path.name, source_sha256=source_sha, options=options,
             verification=verification, plugins=registry.plugins,
+            quantization=_quant_summary(quant),
         )
     return BuildResult(out_dir=out_dir.absolute(), manifest=manifest, report=report)
+
+
+def _quant_summary(quant) -> dict[str, Any] | None:
+    if quant is None:
+        return None
+    r = quant.report
+    return {"engine": r["engine"], "range_method": r["range_method"], "budget": r["budget"],
+            "budget_met": r["budget_met"], "fallback_layers": r["fallback_layers"],
+            "bias_correction": r["bias_correction"], "cross_layer_equalization": r["cross_layer_equalization"],
+            "calibration_samples": r["calibration_samples"]}
 
 
 def _stack(arrays):

@@ -32,7 +32,7 @@ def hash_files(folder: Path) -> dict[str, str]:
 
 def write_bundle_metadata(
     folder: Path, *, profile, backend, precision: str, artifact, source_name: str, source_sha256: str,
-    options, verification: dict[str, Any], plugins: dict[str, str],
+    options, verification: dict[str, Any], plugins: dict[str, str], quantization: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     manifest = {
         "schema_version": SCHEMA_VERSION,
@@ -49,6 +49,7 @@ def write_bundle_metadata(
         "source_model": {"file": source_name, "sha256": source_sha256},
         "build_options": options.to_json(),
         "verification": verification,
+        "quantization": quantization,
         "plugins": dict(sorted(plugins.items())),
         "samples": {"inputs": SAMPLES_INPUTS, "expected": SAMPLES_EXPECTED},
     }

@@ -22,9 +22,18 @@ def build_command(
         None, "--calibration", "-c",
         help=".npy (samples stacked on axis 0, shaped like the input without batch) or .npz (one array per input name). Required for int8.",
     ),
+    calibration_samples: Optional[int] = typer.Option(
+        None, "--calibration-samples", help="Use only the first N samples of the calibration data [default: all]."),
+    calibration_method: str = typer.Option(
+        "auto", "--calibration-method",
+        help="Activation range method: auto (try minmax, percentile, entropy, mse; keep the most accurate), or one of them."),
+    accuracy_budget: Optional[str] = typer.Option(
+        None, "--accuracy-budget",
+        help="int8 accuracy to keep vs fp32 on every output, e.g. sqnr=20 (dB, the default) or cosine=0.995. "
+        "Layers fall back to float until it holds, where the target allows mixed precision."),
     io: str = typer.Option("float", "--io", help="Artifact I/O type where the backend supports integer I/O: float or int8."),
     force: bool = typer.Option(False, "--force", "-f", help="Replace the output folder if it exists."),
-    strict: bool = typer.Option(False, "--strict", help="Exit with code 4 when verification fails."),
+    strict: bool = typer.Option(False, "--strict", help="Exit with code 4 when verification fails or the accuracy budget is missed."),
     json_out: bool = JsonOption,
     debug: bool = DebugOption,
 ) -> None:
@@ -40,7 +49,8 @@ def build_command(
     reporter = RichReporter()
     result = build(
         BuildRequest(model=model, target=target, output=output, precision=precision, input_shapes=list(input_shape),
-                     calibration=calibration, force=force, io=io),
+                     calibration=calibration, force=force, io=io, calibration_samples=calibration_samples,
+                     calibration_method=calibration_method, accuracy_budget=accuracy_budget),
         reporter=reporter,
     )
     verification = result.manifest["verification"]
@@ -49,7 +59,8 @@ def build_command(
                     "timings_s": {k: round(v, 3) for k, v in reporter.timings.items()}})
     else:
         _print_summary(result, verification)
-    if strict and verification.get("status") == "failed":
+    quant = result.manifest.get("quantization") or {}
+    if strict and (verification.get("status") == "failed" or quant.get("budget_met") is False):
         raise typer.Exit(4)
 
 
@@ -68,6 +79,12 @@ def _print_summary(result, verification) -> None:
                           str(v["sqnr_db"]) if isinstance(v["sqnr_db"], str) else f"{v['sqnr_db']:.1f}",
                           "" if top1 is None else f"{top1:.2%}")
         err_console.print(table)
+    q = m.get("quantization")
+    if q:
+        met = "[green]met[/]" if q["budget_met"] else "[red]MISSED[/]"
+        err_console.print(f"int8: range method {q['range_method']}, budget {q['budget']} {met}, "
+                          f"{len(q['fallback_layers'])} layer(s) in float, bias correction "
+                          f"{'on' if q['bias_correction'] else 'off'}, {q['cross_layer_equalization']} equalized conv pairs")
     status = verification.get("status")
     style = {"passed": "green", "failed": "red", "skipped": "yellow"}.get(status, "")
     err_console.print(f"[{style}]verification {status}[/]" if style else f"verification {status}")

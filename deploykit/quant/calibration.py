@@ -34,13 +34,15 @@ class SampleSet:
 
     def feed(self, index: int) -> dict[str, np.ndarray]:
         """One sample as a model feed (batch dim restored)."""
-        return {s.name: self.arrays[s.name][index].reshape(s.shape) for s in self.inputs}
+        return {s.name: np.ascontiguousarray(self.arrays[s.name][index]).reshape(s.shape) for s in self.inputs}
 
     def feeds(self, indices: Sequence[int] | None = None) -> Iterator[dict[str, np.ndarray]]:
         for i in indices if indices is not None else range(len(self)):
             yield self.feed(i)
 
     def subset(self, indices: Sequence[int]) -> SampleSet:
+        if isinstance(indices, range) and indices.step == 1:  # a view: keeps memory-mapped data on disk
+            return SampleSet({k: v[indices.start:indices.stop] for k, v in self.arrays.items()}, self.inputs)
         idx = np.asarray(list(indices), dtype=np.int64)
         return SampleSet({k: v[idx] for k, v in self.arrays.items()}, self.inputs)
 
@@ -51,7 +53,12 @@ class SampleSet:
         return self.subset(range(n - holdout)), self.subset(range(n - holdout, n))
 
 
-def _check_array(name: str, arr: np.ndarray, spec: TensorSpec, source: str) -> np.ndarray:
+def _all_finite(arr: np.ndarray, chunk: int = 64) -> bool:
+    """np.isfinite over a (possibly memory-mapped) array in chunks of samples: bounded memory."""
+    return all(bool(np.isfinite(arr[i:i + chunk]).all()) for i in range(0, len(arr), chunk))
+
+
+def _check_array(name: str, arr: np.ndarray, spec: TensorSpec, source: str, limit: int | None = None) -> np.ndarray:
     want = sample_shape(spec)
     if arr.dtype == object or arr.dtype.kind in "USVb":
         raise CalibrationError(f"calibration data {source} for input {name!r} has dtype {arr.dtype}; expected {spec.dtype}")
@@ -65,6 +72,8 @@ def _check_array(name: str, arr: np.ndarray, spec: TensorSpec, source: str) -> n
                 f"calibration data {source} for input {name!r} has shape {list(arr.shape)}; expected "
                 f"[N, {', '.join(map(str, want))}] (samples stacked on axis 0, batch dim removed)"
             )
+    if limit is not None:
+        arr = arr[:limit]
     target = np.dtype(spec.dtype)
     if target.kind == "f":
         if arr.dtype.kind != "f":
@@ -72,17 +81,24 @@ def _check_array(name: str, arr: np.ndarray, spec: TensorSpec, source: str) -> n
                 f"calibration data {source} for input {name!r} has integer dtype {arr.dtype} but the input is "
                 f"{spec.dtype}; convert and normalize it the way your model expects (e.g. x.astype('float32') / 255)"
             )
-        if not np.all(np.isfinite(arr)):
+        if not _all_finite(arr):
             raise CalibrationError(f"calibration data {source} for input {name!r} contains NaN or Inf values")
     elif arr.dtype.kind not in "iu":
         raise CalibrationError(f"calibration data {source} for input {name!r} has dtype {arr.dtype}; expected {spec.dtype}")
     if len(arr) == 0:
         raise CalibrationError(f"calibration data {source} for input {name!r} holds no samples")
+    if isinstance(arr, np.memmap) and arr.dtype == target:
+        return arr  # streamed from disk sample by sample
     return np.ascontiguousarray(arr.astype(target, copy=False))
 
 
-def load_samples(path: str | Path, inputs: list[TensorSpec]) -> SampleSet:
-    """Read ``.npy`` / ``.npz`` sample data for ``inputs`` and validate it."""
+def load_samples(path: str | Path, inputs: list[TensorSpec], limit: int | None = None) -> SampleSet:
+    """Read ``.npy`` / ``.npz`` sample data for ``inputs`` and validate it.
+
+    ``.npy`` files are memory-mapped, so samples stream from disk; ``limit`` keeps the first N.
+    """
+    if limit is not None and limit < 1:
+        raise CalibrationError(f"--calibration-samples must be >= 1, got {limit}")
     p = Path(path)
     if not p.exists():
         raise CalibrationError(f"calibration data {str(p)!r} does not exist")
@@ -96,7 +112,7 @@ def load_samples(path: str | Path, inputs: list[TensorSpec]) -> SampleSet:
             with np.load(p, allow_pickle=False) as z:
                 raw = {k: z[k] for k in z.files}
         else:
-            raw_arr = np.load(p, allow_pickle=False)
+            raw_arr = np.load(p, allow_pickle=False, mmap_mode="r")
             if isinstance(raw_arr, np.lib.npyio.NpzFile):  # a .npz under another suffix
                 raw = {k: raw_arr[k] for k in raw_arr.files}
             else:
@@ -116,7 +132,7 @@ def load_samples(path: str | Path, inputs: list[TensorSpec]) -> SampleSet:
             f"calibration data {source} has no array for input(s) {', '.join(map(repr, missing))} "
             f"(it has {', '.join(map(repr, raw)) or 'none'})"
         )
-    arrays = {s.name: _check_array(s.name, raw[s.name], s, source) for s in inputs}
+    arrays = {s.name: _check_array(s.name, raw[s.name], s, source, limit) for s in inputs}
     counts = {len(a) for a in arrays.values()}
     if len(counts) != 1:
         raise CalibrationError(f"calibration data {source}: inputs have different sample counts {sorted(counts)}")

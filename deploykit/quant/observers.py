@@ -14,6 +14,19 @@ RESERVOIR = 1 << 15
 TAIL = 256
 
 
+def _merge_tail(tail: np.ndarray, flat: np.ndarray, largest: bool) -> np.ndarray:
+    """Keep the TAIL largest (or smallest) values of ``tail`` + ``flat``, sorted ascending."""
+    if tail.size >= TAIL:
+        # only values beyond the current tail can enter it: a cheap vectorized filter
+        flat = flat[flat > tail[0]] if largest else flat[flat < tail[-1]]
+        if flat.size == 0:
+            return tail
+    if flat.size > TAIL:
+        flat = np.partition(flat, flat.size - TAIL)[flat.size - TAIL:] if largest else np.partition(flat, TAIL - 1)[:TAIL]
+    merged = np.sort(np.concatenate([tail, flat]))
+    return merged[-TAIL:] if largest else merged[:TAIL]
+
+
 class TensorObserver:
     """Statistics of one float tensor over all calibration batches."""
 
@@ -39,7 +52,7 @@ class TensorObserver:
             return
         if self.channel_axis is not None and x.ndim > self.channel_axis:
             axes = tuple(i for i in range(x.ndim) if i != self.channel_axis % x.ndim)
-            s = x.astype(np.float64).sum(axis=axes)
+            s = x.sum(axis=axes, dtype=np.float64)
             n = x.size // x.shape[self.channel_axis]
             if self._chan_sum is None or self._chan_sum.shape != s.shape:
                 self._chan_sum = np.zeros_like(s)
@@ -56,14 +69,8 @@ class TensorObserver:
         self.count += flat.size
         self.lo = min(self.lo, float(flat.min()))
         self.hi = max(self.hi, float(flat.max()))
-        k = min(TAIL, flat.size)
-        if flat.size > k:
-            top = np.partition(flat, flat.size - k)[flat.size - k:]
-            bottom = np.partition(flat, k - 1)[:k]
-        else:
-            top = bottom = flat
-        self._top = np.sort(np.concatenate([self._top, top]))[-TAIL:]
-        self._bottom = np.sort(np.concatenate([self._bottom, bottom]))[:TAIL]
+        self._top = _merge_tail(self._top, flat, largest=True)
+        self._bottom = _merge_tail(self._bottom, flat, largest=False)
         self._add_reservoir(flat)
 
     def _add_reservoir(self, flat: np.ndarray) -> None:
@@ -74,10 +81,18 @@ class TensorObserver:
             self._res = np.concatenate([self._res, flat])
         else:
             take_new = int(round(self._cap * n_new / total))
-            take_old = self._cap - take_new
-            old = self._res if self._res.size <= take_old else self._res[self._rng.choice(self._res.size, take_old, replace=False)]
-            new = flat[self._rng.integers(0, n_new, size=take_new)] if take_new < n_new else flat
-            self._res = np.concatenate([old, new])
+            if take_new == 0:
+                self._seen_for_res = total
+                return
+            if self._res.size < self._cap:  # fill up first
+                fill = min(self._cap - self._res.size, n_new)
+                self._res = np.concatenate([self._res, flat[:: max(1, n_new // fill)][:fill]])
+                take_new = max(0, take_new - fill)
+            if take_new:
+                stride = max(n_new // take_new, 1)
+                start = int(self._rng.integers(0, stride))
+                new = flat[start::stride][:take_new]  # strided: cheap, no copy of the whole batch
+                self._res[self._rng.integers(0, self._res.size, size=new.size)] = new
         self._seen_for_res = total
 
     # -- views used by range methods ----------------------------------------------------

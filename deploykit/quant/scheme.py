@@ -18,7 +18,7 @@ SCALE_PRESERVING_OPS = frozenset(
 )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class QuantScheme:
     """How a backend wants int8 tensors.
 
@@ -33,6 +33,8 @@ class QuantScheme:
     :ivar fallback_dtype: dtype a fallen-back layer runs in (``"float32"`` or ``"float16"``).
     :ivar bias_int32: biases are int32 with scale = input_scale * weight_scale.
     :ivar io_dtype: dtype of the artifact's I/O (``"float32"`` means (de)quantize inside).
+    :ivar fixed_output_params: op -> (scale, zero point) its output must use (e.g. TFLite's
+        Softmax/Logistic output scale 1/256, zero point -128).
     """
 
     weight_dtype: str = "int8"
@@ -46,3 +48,4 @@ class QuantScheme:
     fallback_dtype: str = "float32"
     bias_int32: bool = True
     io_dtype: str = "float32"
+    fixed_output_params: dict[str, tuple[float, int]] = field(default_factory=dict)

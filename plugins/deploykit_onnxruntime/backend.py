@@ -60,12 +60,9 @@ class OnnxRuntimeBackend(Backend):
 
                 convert_fp16(src, out)
             elif precision == "int8":
-                from deploykit_onnxruntime.lowering import quantize_qdq
-
-                if ctx.calibration is None:
+                if ctx.quant is None:
                     raise DeployError("int8 needs calibration data; pass --calibration samples.npy")
-                ctx.log(f"calibrating on {len(ctx.calibration)} samples (min/max)")
-                quantize_qdq(src, out, ctx.calibration, self.quant_scheme, Path(tmp))
+                out.write_bytes(ctx.quant.qdq_model.SerializeToString(deterministic=True))
             else:  # pragma: no cover - check_precision ran before
                 raise DeployError(f"unsupported precision {precision}")
         files = [MODEL_FILE] + [p.name for p in sorted(ctx.workdir.glob(MODEL_FILE + ".data"))]

@@ -1,0 +1,532 @@
+"""int8 quantization benchmark: deploykit vs ``onnxruntime.quantization.quantize_static``.
+
+    python benchmarks/quant/run.py [--quick]
+
+Real models with real accuracy: the PP-OCR models shipped in the ``rapidocr_onnxruntime`` wheel,
+on text lines rendered locally (``benchmarks/datasets/textlines.py``; nothing is downloaded):
+
+* ``ppocr_cls``  ``ch_ppocr_mobile_v2.0_cls_infer.onnx`` (0/180 degree text direction), input
+  pinned to ``x:1,3,48,192``, metric top-1 accuracy;
+* ``ppocr_rec``  ``ch_PP-OCRv4_rec_infer.onnx`` (10.8 MB CTC recognizer), input pinned to
+  ``x:1,3,48,320``, metric character accuracy (1 - edit distance / length, spaces ignored).
+
+Per model, with the SAME calibration set (saved as ``.npy``) and the SAME held-out evaluation set
+(generated from different seeds):
+
+* fp32: onnxruntime on the source model;
+* deploykit: ``python -m deploykit.cli.app build MODEL --target host --precision int8
+  --calibration calib.npy --input-shape ... -o DIR --force``, accuracy through the bundle's
+  generated ``runner.py``;
+* onnxruntime: ``quant_pre_process`` + ``quantize_static`` (QDQ, per-channel, QInt8 weights,
+  QInt8 / QUInt8 activations) for MinMax, Entropy and Percentile (``ort_quantize.py``).
+
+Every build / quantization runs in a fresh subprocess; its wall time and peak RSS (``wait4``
+rusage of that process) are its own. By default the whole benchmark is pinned to one CPU
+(``--cpus``), which keeps the machine usable and makes deploykit and ORT timings comparable.
+
+Writes ``benchmarks/results/quant.{json,md}`` (``quant_quick.*`` with ``--quick``) with machine
+info and the issue's goals (accuracy >= best ORT method and within 0.5 points of fp32; build time
+<= ORT MinMax + 50%; peak memory <= 500 MB) marked PASS/FAIL. Failures of a single step (e.g. a
+deploykit build error) are recorded in the results, not raised, so the script can be re-run
+unchanged while the engine evolves.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+BENCH = HERE.parent
+REPO = BENCH.parent
+RESULTS = BENCH / "results"
+sys.path.insert(0, str(BENCH))
+
+from datasets import textlines as T  # noqa: E402
+
+GOAL_ACC_POINTS = 0.5  # int8 within 0.5 points of fp32
+GOAL_TIME_FACTOR = 1.5  # build time <= ORT MinMax + 50%
+GOAL_RSS_MB = 500.0
+ORT_METHODS = ("MinMax", "Entropy", "Percentile")
+
+
+@dataclass
+class ModelSpec:
+    key: str
+    file: str
+    input_name: str
+    shape: tuple[int, ...]
+    metric: str
+    n_calib: int
+    n_eval: int
+    calib_seed: int
+    eval_seed: int
+
+
+def model_specs(quick: bool) -> list[ModelSpec]:
+    return [
+        ModelSpec("ppocr_cls", T.CLS_MODEL, "x", (1, 3, 48, 192), "top-1 accuracy",
+                  64 if quick else 100, 120 if quick else 300, 101, 1001),
+        ModelSpec("ppocr_rec", T.REC_MODEL, "x", (1, 3, 48, 320), "char accuracy",
+                  32 if quick else 64, 60 if quick else 150, 201, 2001),
+    ]
+
+
+# ---------------------------------------------------------------- processes
+
+
+MEM_LIMIT_MB = 0.0  # set in main(): kill a subprocess whose RSS passes this (shared machine)
+
+
+def _rss_mb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError):
+        pass
+    return 0.0
+
+
+def _mem_available_mb() -> float:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError):
+        pass
+    return 0.0
+
+
+def measure(cmd: list[str], env: dict | None = None, cwd: Path | None = None, timeout: float = 1800.0) -> dict:
+    """Run ``cmd``; return rc, wall time, peak RSS (MB) of that process, stdout, stderr.
+
+    The process is killed (``mem_killed``) when its RSS passes ``MEM_LIMIT_MB`` -- ORT's histogram
+    calibrators keep every intermediate tensor of every sample in memory."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        t0 = time.perf_counter()
+        p = subprocess.Popen(cmd, stdout=out, stderr=err, env=env, cwd=cwd, start_new_session=True)
+        timed_out = mem_killed = False
+        n = 0
+        while True:
+            pid, status, ru = os.wait4(p.pid, os.WNOHANG)
+            if pid:
+                break
+            n += 1
+            if MEM_LIMIT_MB and n % 5 == 0 and _rss_mb(p.pid) > MEM_LIMIT_MB:
+                mem_killed = True
+            if time.perf_counter() - t0 > timeout or mem_killed:
+                timed_out = not mem_killed
+                os.killpg(p.pid, 9)
+                pid, status, ru = os.wait4(p.pid, 0)
+                break
+            time.sleep(0.02)
+        wall = time.perf_counter() - t0
+        p.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        return {
+            "rc": p.returncode,
+            "timed_out": timed_out,
+            "mem_killed": mem_killed,
+            "wall_s": round(wall, 2),
+            "peak_rss_mb": round(ru.ru_maxrss / 1024, 1),  # Linux: KB
+            "stdout": out.read().decode(errors="replace"),
+            "stderr": err.read().decode(errors="replace"),
+        }
+
+
+def _failure(m: dict) -> str:
+    if m["mem_killed"]:
+        return f"killed: RSS above the benchmark's memory cap ({MEM_LIMIT_MB / 1024:.1f} GB)"
+    if m["timed_out"]:
+        return "timeout"
+    return _last_line(m["stderr"]) or f"exit code {m['rc']}"
+
+
+def _last_line(text: str) -> str:
+    lines = [ln for ln in text.strip().splitlines() if ln.strip()]
+    return lines[-1][:400] if lines else ""
+
+
+# ---------------------------------------------------------------- evaluation
+
+
+def ort_run_fn(model: Path, input_name: str) -> Callable[[np.ndarray], np.ndarray]:
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    so.inter_op_num_threads = 1
+    sess = ort.InferenceSession(str(model), so, providers=["CPUExecutionProvider"])
+    return lambda x: sess.run(None, {input_name: x})[0]
+
+
+def bundle_run_fn(bundle: Path, input_name: str) -> Callable[[np.ndarray], np.ndarray]:
+    from deploykit.verification import load_runner_module
+
+    mod = load_runner_module(bundle)
+    try:
+        runner = mod.Runner(str(bundle), num_threads=1)
+    except TypeError:
+        runner = mod.Runner(str(bundle))
+    return lambda x: runner.run({input_name: x})
+
+
+def evaluate(spec: ModelSpec, run_fn, data: dict) -> dict:
+    t0 = time.perf_counter()
+    if spec.key == "ppocr_cls":
+        acc = T.evaluate_cls(run_fn, data["x"], data["labels"])
+        res = {"accuracy": round(acc, 5)}
+    else:
+        acc, preds = T.evaluate_rec(run_fn, data["x"], data["texts"], data["charset"], return_preds=True)
+        exact = np.mean([p.replace(" ", "") == t.replace(" ", "") for p, t in zip(preds, data["texts"])])
+        res = {"accuracy": round(acc, 5), "line_accuracy": round(float(exact), 5),
+               "char_accuracy_with_spaces": round(T.char_accuracy(preds, data["texts"], ignore_space=False), 5)}
+    res["eval_s"] = round(time.perf_counter() - t0, 2)
+    return res
+
+
+# ---------------------------------------------------------------- one model
+
+
+def make_data(spec: ModelSpec, work: Path) -> tuple[Path, dict, dict]:
+    fonts = T.find_fonts()
+    t0 = time.perf_counter()
+    if spec.key == "ppocr_cls":
+        xc, _ = T.cls_dataset(spec.n_calib, spec.calib_seed, fonts)
+        xe, labels = T.cls_dataset(spec.n_eval, spec.eval_seed, fonts)
+        data = {"x": xe, "labels": labels}
+    else:
+        xc, _ = T.rec_dataset(spec.n_calib, spec.calib_seed, spec.shape[-1], fonts)
+        xe, texts = T.rec_dataset(spec.n_eval, spec.eval_seed, spec.shape[-1], fonts)
+        data = {"x": xe, "texts": texts, "charset": T.rec_charset(T.model_path(spec.file))}
+    calib = work / f"{spec.key}_calib.npy"
+    np.save(calib, xc)
+    info = {
+        "calibration": {"samples": spec.n_calib, "seed": spec.calib_seed, "shape": list(xc.shape[1:]),
+                        "sha256": hashlib.sha256(xc.tobytes()).hexdigest()},
+        "evaluation": {"samples": spec.n_eval, "seed": spec.eval_seed,
+                       "sha256": hashlib.sha256(xe.tobytes()).hexdigest()},
+        "generate_s": round(time.perf_counter() - t0, 2),
+    }
+    return calib, data, info
+
+
+def run_deploykit(spec: ModelSpec, model: Path, calib: Path, work: Path, data: dict, timeout: float) -> dict:
+    out = work / f"{spec.key}_deploykit"
+    shape = f"{spec.input_name}:{','.join(map(str, spec.shape))}"
+    cmd = [sys.executable, "-m", "deploykit.cli.app", "build", str(model), "--target", "host",
+           "--precision", "int8", "--calibration", str(calib), "--input-shape", shape,
+           "-o", str(out), "--force"]
+    env = dict(os.environ)
+    env["DEPLOYKIT_PLUGINS"] = "profiles,onnxruntime"
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    m = measure(cmd, env=env, cwd=REPO, timeout=timeout)
+    row = {"method": "deploykit int8 (host)", "kind": "deploykit", "rc": m["rc"],
+           "wall_s": m["wall_s"], "peak_rss_mb": m["peak_rss_mb"]}
+    if m["rc"] != 0 or not (out / "manifest.json").exists():
+        row["error"] = _failure(m)
+        return row
+    try:
+        manifest = json.loads((out / "manifest.json").read_text())
+        arts = [out / a for a in manifest.get("artifacts", []) if (out / a).exists()]
+        row["artifact_mb"] = round(sum(a.stat().st_size for a in arts) / 2**20, 2) if arts else None
+        ver = manifest.get("verification") or {}
+        row["verification_status"] = ver.get("status")
+        # whatever the engine records about itself (method, budget, fallbacks): keep it small
+        for k in ("quantization", "quant"):
+            if k in manifest:
+                row["manifest_quantization"] = manifest[k]
+        row["build_options"] = {k: v for k, v in (manifest.get("build_options") or {}).items()
+                                if k not in ("calibration",)}
+        row.update(evaluate(spec, bundle_run_fn(out, spec.input_name), data))
+    except Exception as e:  # noqa: BLE001 - record, keep benchmarking
+        row["error"] = f"evaluation failed: {type(e).__name__}: {e}"[:400]
+    return row
+
+
+def run_ort(spec: ModelSpec, model: Path, calib: Path, work: Path, data: dict, method: str,
+            act: str, timeout: float) -> dict:
+    out = work / f"{spec.key}_ort_{method}_{act}.onnx"
+    shape = f"{spec.input_name}:{','.join(map(str, spec.shape))}"
+    cmd = [sys.executable, str(HERE / "ort_quantize.py"), str(model), str(calib), str(out),
+           "--input-shape", shape, "--method", method, "--activation", act]
+    m = measure(cmd, timeout=timeout)
+    w8 = {"QInt8": "S8", "QUInt8": "U8"}[act]
+    row = {"method": f"ORT QDQ {method} (act {w8}, w S8 per-channel)", "kind": "ort",
+           "ort_method": method, "activation": act, "rc": m["rc"],
+           "wall_s": m["wall_s"], "peak_rss_mb": m["peak_rss_mb"]}
+    if m["rc"] != 0 or not out.exists():
+        row["error"] = _failure(m)
+        return row
+    try:
+        row.update({k: v for k, v in json.loads(_last_line(m["stdout"])).items()
+                    if k in ("prep_s", "quant_s", "total_s", "prep_note") and v is not None})
+    except ValueError:
+        pass
+    row["artifact_mb"] = round(out.stat().st_size / 2**20, 2)
+    try:
+        row.update(evaluate(spec, ort_run_fn(out, spec.input_name), data))
+    except Exception as e:  # noqa: BLE001
+        row["error"] = f"evaluation failed: {type(e).__name__}: {e}"[:400]
+    out.unlink(missing_ok=True)
+    return row
+
+
+def goals(fp32: dict, rows: list[dict]) -> list[dict]:
+    dk = next((r for r in rows if r["kind"] == "deploykit"), None)
+    ort_ok = [r for r in rows if r["kind"] == "ort" and "accuracy" in r]
+    mm = [r for r in ort_ok if r.get("ort_method") == "MinMax"]
+    out = []
+
+    def add(name, ok, detail):
+        out.append({"goal": name, "status": "PASS" if ok else "FAIL", "detail": detail})
+
+    if dk is None or "accuracy" not in dk:
+        why = (dk or {}).get("error", "not run")
+        for g in ("accuracy >= best ORT method", f"accuracy within {GOAL_ACC_POINTS} pt of fp32",
+                  f"build time <= ORT MinMax x {GOAL_TIME_FACTOR}", f"peak memory <= {GOAL_RSS_MB:.0f} MB"):
+            add(g, False, f"deploykit: {why}")
+        return out
+    acc = dk["accuracy"]
+    if ort_ok:
+        best = max(ort_ok, key=lambda r: r["accuracy"])
+        add("accuracy >= best ORT method", acc >= best["accuracy"],
+            f"{acc:.4f} vs {best['accuracy']:.4f} ({best['method']})")
+    else:
+        add("accuracy >= best ORT method", False, "no ORT result")
+    diff = (fp32["accuracy"] - acc) * 100
+    add(f"accuracy within {GOAL_ACC_POINTS} pt of fp32", diff <= GOAL_ACC_POINTS + 1e-9,
+        f"{acc:.4f} vs fp32 {fp32['accuracy']:.4f} ({-diff:+.2f} pt)")
+    if mm:
+        ref = min(r["wall_s"] for r in mm)
+        add(f"build time <= ORT MinMax x {GOAL_TIME_FACTOR}", dk["wall_s"] <= ref * GOAL_TIME_FACTOR,
+            f"{dk['wall_s']:.1f} s vs {ref:.1f} s x {GOAL_TIME_FACTOR} = {ref * GOAL_TIME_FACTOR:.1f} s "
+            "(whole process wall time, both)")
+    else:
+        add(f"build time <= ORT MinMax x {GOAL_TIME_FACTOR}", False, "no ORT MinMax result")
+    add(f"peak memory <= {GOAL_RSS_MB:.0f} MB", dk["peak_rss_mb"] <= GOAL_RSS_MB,
+        f"{dk['peak_rss_mb']:.0f} MB peak RSS of the build process")
+    return out
+
+
+# ---------------------------------------------------------------- machine / report
+
+
+def machine_info(cpus: list[int] | None) -> dict:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = None
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal"):
+                mem = round(int(line.split()[1]) / 2**20, 1)
+    except OSError:
+        pass
+    vers = {}
+    for mod in ("onnxruntime", "onnx", "numpy", "PIL", "cv2", "deploykit"):
+        try:
+            vers[mod] = __import__(mod).__version__
+        except Exception:  # noqa: BLE001
+            vers[mod] = None
+    commit = None
+    try:  # read-only
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
+                                text=True, timeout=10).stdout.strip() or None
+    except Exception:  # noqa: BLE001
+        pass
+    h = hashlib.sha256()
+    for p in sorted((REPO / "deploykit" / "quant").glob("*.py")):
+        h.update(p.name.encode() + p.read_bytes())
+    return {
+        "cpu": cpu, "logical_cores": os.cpu_count(), "pinned_cpus": len(cpus) if cpus else None,
+        "memory_gb": mem, "os": f"{platform.system()} {platform.release()}", "machine": platform.machine(),
+        "python": platform.python_version(), "versions": vers, "git_commit": commit,
+        "deploykit_quant_sha256": h.hexdigest()[:16],
+    }
+
+
+def _fmt(v, f="{:.4f}"):
+    return "—" if v is None else f.format(v)
+
+
+def write_markdown(res: dict, path: Path) -> None:
+    mi = res["machine"]
+    L = ["# int8 quantization benchmark: deploykit vs onnxruntime quantize_static", "",
+         f"Generated by `python benchmarks/quant/run.py{' --quick' if res['quick'] else ''}` "
+         "(results in the `.json` next to this file).", "",
+         "## Machine", "",
+         f"- CPU: {mi['cpu']} — {mi['logical_cores']} logical cores"
+         + (f", benchmark pinned to {mi['pinned_cpus']} CPU(s)" if mi["pinned_cpus"] else ""),
+         f"- Memory: {mi['memory_gb']} GB; {mi['os']} {mi['machine']}; Python {mi['python']}",
+         "- Versions: " + ", ".join(f"{k} {v}" for k, v in mi["versions"].items() if v),
+         f"- deploykit commit {mi['git_commit']} (working tree may differ), deploykit/quant fingerprint "
+         f"`{mi['deploykit_quant_sha256']}`", "",
+         "## Method", "",
+         "- Data: text lines rendered locally with PIL + DejaVu fonts (`benchmarks/datasets/textlines.py`), "
+         "preprocessed exactly like rapidocr; calibration and evaluation sets come from different seeds. "
+         "Every method gets the same calibration `.npy` and is scored on the same held-out set.",
+         "- fp32 and ORT-quantized models are evaluated with onnxruntime (CPU EP, 1 thread); the deploykit "
+         "bundle through its generated `runner.py`.",
+         "- *wall s*: wall time of the whole build/quantization process (Python start-up and imports included, "
+         "for both). For deploykit that is the complete `deploykit build` (import, passes, calibration, "
+         "lowering, verification, bundle); for ORT: pinning the input shape, `quant_pre_process`, "
+         "`quantize_static`. *quant s* (ORT only): `quant_pre_process` + `quantize_static` inside the process.",
+         "- *peak RSS*: `ru_maxrss` of that process (wait4), i.e. its own peak.",
+         "- ORT: QDQ, per-channel, weights QInt8; activations QInt8 (S8) and QUInt8 (U8); "
+         "`quant_pre_process` first as ORT recommends.", ""]
+    for m in res["models"]:
+        L += [f"## {m['key']} — `{m['file']}` ({m['size_mb']} MB), input `{m['input_shape']}`", "",
+              f"Metric: {m['metric']}. Calibration {m['data']['calibration']['samples']} samples "
+              f"(seed {m['data']['calibration']['seed']}), evaluation {m['data']['evaluation']['samples']} "
+              f"held-out samples (seed {m['data']['evaluation']['seed']}).", ""]
+        rec = m["key"] == "ppocr_rec"
+        hdr = "| method | accuracy | Δ vs fp32 (pt) |" + (" line acc |" if rec else "") + \
+              " wall s | quant s | peak RSS MB | size MB | notes |"
+        L += [hdr, "|" + "---|" * (hdr.count("|") - 1)]
+        fp = m["fp32"]
+        L.append(f"| fp32 (onnxruntime) | {_fmt(fp.get('accuracy'))} | — |"
+                 + (f" {_fmt(fp.get('line_accuracy'), '{:.3f}')} |" if rec else "")
+                 + f" — | — | — | {m['size_mb']} | source model |")
+        for r in m["rows"]:
+            acc = r.get("accuracy")
+            d = None if acc is None or fp.get("accuracy") is None else (acc - fp["accuracy"]) * 100
+            note = r.get("error") or ""
+            if r["kind"] == "ort":
+                note = note or r.get("prep_note", "")
+            if r["kind"] == "deploykit" and r.get("verification_status"):
+                note = note or f"verification {r['verification_status']}"
+            L.append(f"| {r['method']} | {_fmt(acc)} | {_fmt(d, '{:+.2f}')} |"
+                     + (f" {_fmt(r.get('line_accuracy'), '{:.3f}')} |" if rec else "")
+                     + f" {_fmt(r.get('wall_s'), '{:.1f}')} | {_fmt(r.get('total_s'), '{:.1f}')} |"
+                     f" {_fmt(r.get('peak_rss_mb'), '{:.0f}')} | {_fmt(r.get('artifact_mb'), '{:.2f}')} |"
+                     f" {note.replace('|', '/')} |")
+        L += ["", "Goals (issue 4), for deploykit:", "", "| goal | status | detail |", "|---|---|---|"]
+        L += [f"| {g['goal']} | **{g['status']}** | {g['detail']} |" for g in m["goals"]]
+        L.append("")
+    L += ["## Notes", "", *[f"- {n}" for n in res["notes"]], ""]
+    path.write_text("\n".join(L))
+
+
+# ---------------------------------------------------------------- main
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="int8 benchmark: deploykit vs onnxruntime quantize_static")
+    ap.add_argument("--quick", action="store_true", help="small data sets, QInt8 activations only; "
+                    "writes quant_quick.{json,md}")
+    ap.add_argument("--models", default="ppocr_cls,ppocr_rec", help="comma-separated subset")
+    ap.add_argument("--methods", default=",".join(ORT_METHODS), help="ORT calibration methods")
+    ap.add_argument("--activations", default=None, help="ORT activation types, default QInt8,QUInt8 "
+                    "(QInt8 with --quick)")
+    ap.add_argument("--no-ort", action="store_true", help="only fp32 + deploykit (no goals on time)")
+    ap.add_argument("--cpus", type=int, default=1, help="pin the benchmark (and its subprocesses) to "
+                    "this many CPUs; 0 = no pinning")
+    ap.add_argument("--mem-limit-gb", type=float, default=None, help="kill a build/quantization process "
+                    "whose RSS passes this (default: 60%% of MemAvailable at start)")
+    ap.add_argument("--timeout", type=float, default=1800, help="per build/quantization process, s")
+    ap.add_argument("--out", type=Path, default=None, help="output stem (default benchmarks/results/quant"
+                    "[_quick])")
+    ap.add_argument("--keep", type=Path, default=None, help="keep calibration data / bundles in this folder")
+    args = ap.parse_args(argv)
+
+    cpus = None
+    if args.cpus and hasattr(os, "sched_setaffinity"):
+        avail = sorted(os.sched_getaffinity(0))
+        cpus = avail[: args.cpus]
+        os.sched_setaffinity(0, cpus)  # inherited by every subprocess
+    try:
+        T.find_fonts()
+    except T.FontsNotFound as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    global MEM_LIMIT_MB
+    MEM_LIMIT_MB = args.mem_limit_gb * 1024 if args.mem_limit_gb else 0.6 * _mem_available_mb()
+    acts = (args.activations or ("QInt8" if args.quick else "QInt8,QUInt8")).split(",")
+    methods = [] if args.no_ort else [m for m in args.methods.split(",") if m]
+    wanted = set(args.models.split(","))
+    stem = args.out or (RESULTS / ("quant_quick" if args.quick else "quant"))
+
+    if args.keep:
+        work = args.keep
+        work.mkdir(parents=True, exist_ok=True)
+    else:
+        work = Path(tempfile.mkdtemp(prefix="dk-quant-bench-"))
+    res = {"quick": args.quick, "machine": machine_info(cpus), "models": [], "notes": [
+        "cls accuracy on 300 samples: one sample = 0.33 pt; rec char accuracy counts characters "
+        "(spaces ignored, as PaddleOCR's RecMetric); line acc = exact line match.",
+        "Best ORT method for the accuracy goal = best over all ORT configurations run (both activation types).",
+        "ORT input: the source model upgraded to opset 13 (per-channel DequantizeLinear needs it; at "
+        "opset 11/12 quantize_static writes a model ORT refuses to load) with the input shape pinned; "
+        "if quant_pre_process's symbolic shape inference fails (it does on PP-OCR cls) it is re-run "
+        "without it.",
+        "Build-time goal compares whole-process wall times; deploykit's includes verification and bundle "
+        "writing, which ORT does not do.",
+    ]}
+    res["memory_cap_gb"] = round(MEM_LIMIT_MB / 1024, 1)
+    t_all = time.perf_counter()
+    try:
+        for spec in model_specs(args.quick):
+            if spec.key not in wanted:
+                continue
+            try:
+                model = T.model_path(spec.file)
+            except FileNotFoundError as e:
+                print(f"error: {e}", file=sys.stderr)
+                return 2
+            print(f"== {spec.key}: generating data", flush=True)
+            calib, data, info = make_data(spec, work)
+            entry = {"key": spec.key, "file": spec.file, "size_mb": round(model.stat().st_size / 2**20, 2),
+                     "input_shape": f"{spec.input_name}:{','.join(map(str, spec.shape))}",
+                     "metric": spec.metric, "data": info, "rows": []}
+            entry["fp32"] = evaluate(spec, ort_run_fn(model, spec.input_name), data)
+            print(f"   fp32: {entry['fp32']}", flush=True)
+            row = run_deploykit(spec, model, calib, work, data, args.timeout)
+            entry["rows"].append(row)
+            print(f"   deploykit: { {k: v for k, v in row.items() if k not in ('build_options', 'manifest_quantization')} }",
+                  flush=True)
+            for act in acts:
+                for method in methods:
+                    row = run_ort(spec, model, calib, work, data, method, act, args.timeout)
+                    entry["rows"].append(row)
+                    print(f"   {row['method']}: acc={row.get('accuracy')} wall={row['wall_s']}s "
+                          f"rss={row['peak_rss_mb']}MB {row.get('error', '')}", flush=True)
+            entry["goals"] = goals(entry["fp32"], entry["rows"]) if methods else []
+            res["models"].append(entry)
+            # write after every model so a long run leaves partial results
+            res["total_s"] = round(time.perf_counter() - t_all, 1)
+            stem.parent.mkdir(parents=True, exist_ok=True)
+            stem.with_suffix(".json").write_text(json.dumps(res, indent=1, sort_keys=False) + "\n")
+            write_markdown(res, stem.with_suffix(".md"))
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    for m in res["models"]:
+        for g in m["goals"]:
+            print(f"{m['key']}: {g['status']} {g['goal']}: {g['detail']}")
+    print(f"wrote {stem.with_suffix('.md').relative_to(REPO) if stem.is_relative_to(REPO) else stem.with_suffix('.md')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,115 @@
+"""Statistics collection: run the fp32 graph in ONNX Runtime with every float intermediate tensor
+exposed as an output, feeding each sample once, into bounded-memory observers."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+
+from deploykit.quant.calibration import SampleSet
+from deploykit.quant.observers import TensorObserver
+from deploykit.quant.roles import FLOAT_TYPES, WEIGHT_OPS
+
+
+@dataclass
+class GraphIndex:
+    """Name-level view of an ONNX graph: producers, consumers, initializers, float tensors."""
+
+    model: onnx.ModelProto
+
+    def __post_init__(self) -> None:
+        g = self.model.graph
+        self.initializers = {t.name: t for t in g.initializer}
+        self.producer: dict[str, onnx.NodeProto] = {}
+        self.consumers: dict[str, list[tuple[onnx.NodeProto, int]]] = {}
+        for node in g.node:
+            for o in node.output:
+                if o:
+                    self.producer[o] = node
+            for i, name in enumerate(node.input):
+                if name:
+                    self.consumers.setdefault(name, []).append((node, i))
+        self.graph_inputs = [i.name for i in g.input if i.name not in self.initializers]
+        self.graph_outputs = [o.name for o in g.output]
+        self.elem_type: dict[str, int] = {}
+        for vi in list(g.input) + list(g.value_info) + list(g.output):
+            if vi.type.HasField("tensor_type"):
+                self.elem_type[vi.name] = vi.type.tensor_type.elem_type
+        for t in g.initializer:
+            self.elem_type[t.name] = t.data_type
+
+    def is_float(self, name: str) -> bool:
+        return self.elem_type.get(name) in FLOAT_TYPES
+
+    def activations(self) -> list[str]:
+        """Float, non-constant tensors: graph inputs and node outputs with a known float type."""
+        names = [n for n in self.graph_inputs if self.is_float(n)]
+        for node in self.model.graph.node:
+            names += [o for o in node.output if o and self.is_float(o) and o not in self.initializers]
+        return list(dict.fromkeys(names))
+
+
+def _channel_axis_for(index: GraphIndex, name: str) -> int | None:
+    """Channel axis of an activation feeding a weighted op (for bias correction), else None."""
+    for node, i in index.consumers.get(name, []):
+        if i == 0 and node.op_type in WEIGHT_OPS and len(node.input) > 1 and node.input[1] in index.initializers:
+            return 1 if node.op_type in ("Conv", "ConvTranspose") else -1
+    return None
+
+
+def collect_statistics(
+    model: onnx.ModelProto,
+    samples: SampleSet,
+    *,
+    eval_count: int = 16,
+    progress: Callable[[int, int], None] | None = None,
+    threads: int | None = None,
+) -> tuple[dict[str, TensorObserver], list[dict[str, np.ndarray]], list[dict[str, np.ndarray]]]:
+    """Observe every float activation over all samples.
+
+    Returns ``(observers, eval_feeds, eval_reference_outputs)``; the eval part is the first
+    ``eval_count`` samples with the fp32 model's outputs, used to score quantized candidates.
+    """
+    import onnxruntime as ort
+
+    index = GraphIndex(model)
+    acts = index.activations()
+    augmented = onnx.ModelProto()
+    augmented.CopyFrom(model)
+    existing = {o.name for o in augmented.graph.output}
+    for name in acts:
+        if name not in existing:
+            augmented.graph.output.add().name = name
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads or min(os.cpu_count() or 1, 8)
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    so.log_severity_level = 3
+    sess = ort.InferenceSession(augmented.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    out_names = [o.name for o in sess.get_outputs()]
+    want_inputs = {i.name for i in sess.get_inputs()}
+    observers = {n: TensorObserver(n, seed=k, channel_axis=_channel_axis_for(index, n)) for k, n in enumerate(acts)}
+    eval_feeds, eval_refs = [], []
+    total = len(samples)
+    for k, feed in enumerate(_iter(samples)):
+        values = sess.run(out_names, {n: v for n, v in feed.items() if n in want_inputs})
+        by_name = dict(zip(out_names, values))
+        for name, obs in observers.items():
+            v = by_name.get(name)
+            if v is None:
+                v = feed.get(name)
+            if v is not None and np.issubdtype(np.asarray(v).dtype, np.floating):
+                obs.observe(v)
+        if k < eval_count:
+            eval_feeds.append(feed)
+            eval_refs.append({o: np.asarray(by_name[o]) for o in index.graph_outputs})
+        if progress:
+            progress(k + 1, total)
+    return observers, eval_feeds, eval_refs
+
+
+def _iter(samples: SampleSet) -> Iterable[dict[str, np.ndarray]]:
+    return samples.feeds()

@@ -1,0 +1,313 @@
+"""The accuracy-aware int8 engine every backend uses through its :class:`QuantScheme`.
+
+Steps: (optional) cross-layer equalization -> statistics in ONNX Runtime -> parameters for each
+range method -> fake-quant (QDQ) simulation scored against fp32 -> best method -> if the accuracy
+budget is missed and the scheme allows mixed precision, per-layer sensitivity and fallback of
+the most sensitive layers until the budget holds.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import onnx
+import onnx_ir as ir
+
+from deploykit.errors import CalibrationError, DeployError
+from deploykit.quant.calibration import SampleSet
+from deploykit.quant.collect import GraphIndex, collect_statistics
+from deploykit.quant.metrics import compare_arrays
+from deploykit.quant.observers import TensorObserver
+from deploykit.quant.params import QuantParams
+from deploykit.quant.plan import QuantPlan, _node_key, build_plan, quantizable_inputs
+from deploykit.quant.qdq import build_qdq_model
+from deploykit.quant.ranges import METHODS
+from deploykit.quant.roles import WEIGHT_OPS
+from deploykit.quant.scheme import QuantScheme
+
+MIN_CALIBRATION_SAMPLES = 8
+
+
+@dataclass(frozen=True)
+class AccuracyBudget:
+    """The accuracy an int8 build must keep against fp32, on every output.
+
+    ``sqnr`` is in dB (signal-to-quantization-noise ratio), ``cosine`` is cosine similarity.
+    """
+
+    metric: str = "sqnr"
+    threshold: float = 20.0
+
+    @classmethod
+    def parse(cls, text: str | None) -> AccuracyBudget:
+        if not text:
+            return cls()
+        m = re.fullmatch(r"\s*(sqnr|cosine)\s*(?:>=|=|:)\s*([0-9.eE+-]+)\s*", text)
+        if not m:
+            raise DeployError(f"--accuracy-budget {text!r} is not understood; write e.g. sqnr=20 (dB) or cosine=0.995")
+        metric, value = m.group(1), float(m.group(2))
+        if metric == "cosine" and not 0 < value <= 1:
+            raise DeployError(f"--accuracy-budget cosine must be in (0, 1], got {value}")
+        return cls(metric, value)
+
+    def score(self, metrics: dict[str, dict[str, float]]) -> float:
+        """The worst output's value of the budget's metric."""
+        key = "sqnr_db" if self.metric == "sqnr" else "cosine"
+        values = [m[key] for m in metrics.values()]
+        return min(values) if values else math.inf
+
+    def met(self, metrics: dict[str, dict[str, float]]) -> bool:
+        return self.score(metrics) >= self.threshold
+
+    def __str__(self) -> str:
+        return f"{self.metric}>={self.threshold:g}"
+
+
+@dataclass
+class QuantConfig:
+    """Engine options (CLI: --calibration-method, --accuracy-budget, --no-bias-correction, --equalize)."""
+
+    method: str = "auto"
+    budget: AccuracyBudget = field(default_factory=AccuracyBudget)
+    bias_correction: bool = True
+    equalize: str = "auto"  # auto | on | off
+    eval_samples: int = 16
+    max_fallback_fraction: float = 0.25
+    max_sensitivity_layers: int = 96
+
+
+@dataclass
+class QuantResult:
+    """What the engine hands to a backend (``BuildContext.quant``).
+
+    :ivar model: the fp32 model the parameters refer to (after equalization, if any).
+    :ivar params: tensor name -> :class:`QuantParams` (activations, weights, biases, constants).
+    :ivar fallback: names of nodes that stay in float.
+    :ivar plan: the full :class:`QuantPlan` (incl. bias-corrected float values).
+    :ivar qdq_model: the QDQ ONNX model (fake-quant simulation; int8 artifact for QDQ backends).
+    :ivar metrics: output metrics of the chosen configuration on the engine's eval samples.
+    :ivar report: the per-layer table and search log for report.json.
+    """
+
+    model: ir.Model
+    params: dict[str, QuantParams]
+    fallback: set[str]
+    plan: QuantPlan
+    qdq_model: onnx.ModelProto
+    metrics: dict[str, dict[str, float]]
+    budget_met: bool
+    report: dict[str, Any]
+
+
+def _session(model: onnx.ModelProto):
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    so.intra_op_num_threads = min(os.cpu_count() or 1, 8)
+    return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+
+
+def evaluate(model: onnx.ModelProto, feeds: list[dict[str, np.ndarray]], refs: list[dict[str, np.ndarray]]) -> dict[str, dict[str, float]]:
+    """Output metrics of ``model`` against fp32 reference outputs."""
+    sess = _session(model)
+    names = list(refs[0])
+    wanted = {i.name for i in sess.get_inputs()}
+    outs = [dict(zip(names, sess.run(names, {k: v for k, v in f.items() if k in wanted}))) for f in feeds]
+    metrics = {}
+    for n in names:
+        r = np.concatenate([np.asarray(x[n], np.float64).ravel() for x in refs])
+        o = np.concatenate([np.asarray(x[n], np.float64).ravel() for x in outs])
+        metrics[n] = compare_arrays(r, o)
+    return metrics
+
+
+def _check_inputs(observers: dict[str, TensorObserver], index: GraphIndex, log: Callable[[str], None]) -> None:
+    for name in index.graph_inputs:
+        obs = observers.get(name)
+        if obs is None:
+            continue
+        if obs.count and obs.lo == obs.hi:
+            what = "all zero" if obs.lo == 0 else f"constant ({obs.lo:g})"
+            log(f"warning: calibration data for input {name!r} is {what}; int8 ranges will not fit real inputs — "
+                "pass representative samples")
+
+
+def tensor_sqnr(obs: TensorObserver, p: QuantParams) -> float:
+    """SQNR (dB) of fake-quantizing the observed values of one tensor with ``p``."""
+    x = obs.sample.astype(np.float32)
+    if x.size == 0:
+        return math.inf
+    err = p.dequantize(p.quantize(x)) - x
+    noise, signal = float(np.mean(err.astype(np.float64) ** 2)), float(np.mean(x.astype(np.float64) ** 2))
+    if noise == 0:
+        return math.inf
+    return 10 * math.log10(signal / noise) if signal > 0 else -math.inf
+
+
+def quantize_model(
+    model: ir.Model,
+    calibration: SampleSet,
+    scheme: QuantScheme,
+    config: QuantConfig | None = None,
+    *,
+    log: Callable[[str], None] = lambda m: None,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> QuantResult:
+    """Quantize ``model`` under ``scheme``; see the module docstring."""
+    config = config or QuantConfig()
+    if len(calibration) < MIN_CALIBRATION_SAMPLES:
+        log(f"warning: only {len(calibration)} calibration samples; use at least {MIN_CALIBRATION_SAMPLES} "
+            "(100+ representative samples give the best int8 ranges)")
+    t0 = time.perf_counter()
+    proto = ir.to_proto(model)
+    equalized = []
+    if config.equalize == "on" or (config.equalize == "auto" and _has_depthwise(proto)):
+        from deploykit.quant.equalize import equalize_model
+
+        proto, equalized = equalize_model(proto)
+        if equalized:
+            log(f"cross-layer equalization on {len(equalized)} conv pairs")
+    index = GraphIndex(proto)
+    observers, feeds, refs = collect_statistics(
+        proto, calibration, eval_count=config.eval_samples,
+        progress=(lambda i, n: progress("calibrate", i, n)) if progress else None,
+    )
+    _check_inputs(observers, index, log)
+    bad = [n for n, o in observers.items() if o.nonfinite]
+    if bad:
+        log(f"warning: NaN/Inf values in {len(bad)} tensors during calibration (e.g. {bad[0]!r}); they are ignored")
+    t_stats = time.perf_counter() - t0
+    methods = list(METHODS) if config.method == "auto" else [config.method]
+    trials = []
+    best = None
+    for m in methods:
+        plan = build_plan(index, observers, scheme, m, bias_correction=config.bias_correction)
+        qdq = build_qdq_model(proto, plan, index)
+        metrics = evaluate(qdq, feeds, refs)
+        score = config.budget.score(metrics)
+        trials.append({"method": m, "score": score})
+        if best is None or score > best[0]:
+            best = (score, m, plan, qdq, metrics)
+        if progress:
+            progress("search ranges", len(trials), len(methods))
+    assert best is not None
+    score, method, plan, qdq, metrics = best
+    log(f"range method {method}: {config.budget.metric} {score:.4g} "
+        f"(tried {', '.join('%s %.3g' % (t['method'], t['score']) for t in trials)})")
+    sensitivity: dict[str, float] = {}
+    if not config.budget.met(metrics) and scheme.mixed_precision:
+        plan, qdq, metrics, sensitivity = _fallback_search(index, observers, scheme, method, config, proto, feeds, refs, log, progress)
+    budget_met = config.budget.met(metrics)
+    if not budget_met:
+        log(f"warning: accuracy budget {config.budget} missed: best {config.budget.metric} "
+            f"{config.budget.score(metrics):.4g}" + ("" if scheme.mixed_precision else " (this target allows no float fallback)"))
+    result_model = ir.from_proto(proto) if equalized else model
+    report = _report(index, observers, plan, sensitivity, config, method, trials, metrics, budget_met,
+                     equalized, time.perf_counter() - t0, t_stats, len(calibration))
+    return QuantResult(model=result_model, params=plan.all_params(), fallback=set(plan.fallback), plan=plan,
+                       qdq_model=qdq, metrics=metrics, budget_met=budget_met, report=report)
+
+
+def _has_depthwise(proto: onnx.ModelProto) -> bool:
+    for n in proto.graph.node:
+        if n.op_type == "Conv":
+            for a in n.attribute:
+                if a.name == "group" and a.i > 1:
+                    return True
+    return False
+
+
+def _candidates(index: GraphIndex, observers, plan: QuantPlan, limit: int) -> list[str]:
+    keys = []
+    for k, node in enumerate(index.model.graph.node):
+        if quantizable_inputs(index, node):
+            keys.append((node.op_type in WEIGHT_OPS, _node_key(node, k)))
+    weighted = [k for w, k in keys if w]
+    others = [k for w, k in keys if not w]
+    return (weighted + others)[:limit]
+
+
+def _fallback_search(index, observers, scheme, method, config, proto, feeds, refs, log, progress):
+    all_keys = [_node_key(n, k) for k, n in enumerate(index.model.graph.node)]
+    candidates = _candidates(index, observers, None, config.max_sensitivity_layers)
+    log(f"budget {config.budget} not met: measuring sensitivity of {len(candidates)} layers")
+    sensitivity: dict[str, float] = {}
+    for j, key in enumerate(candidates):
+        plan = build_plan(index, observers, scheme, method, fallback=set(all_keys) - {key},
+                          bias_correction=config.bias_correction)
+        metrics = evaluate(build_qdq_model(proto, plan, index), feeds, refs)
+        sensitivity[key] = config.budget.score(metrics)
+        if progress:
+            progress("sensitivity", j + 1, len(candidates))
+    order = sorted(candidates, key=lambda k: sensitivity[k])
+    limit = max(1, int(len(candidates) * config.max_fallback_fraction))
+
+    def trial(k: int):
+        plan = build_plan(index, observers, scheme, method, fallback=set(order[:k]), bias_correction=config.bias_correction)
+        qdq = build_qdq_model(proto, plan, index)
+        return plan, qdq, evaluate(qdq, feeds, refs)
+
+    lo, hi = 1, limit
+    best = trial(limit)
+    if not config.budget.met(best[2]):
+        log(f"falling back {limit} layers still misses the budget; keeping that best effort")
+        return (*best, sensitivity)
+    while lo < hi:  # smallest k meeting the budget
+        mid = (lo + hi) // 2
+        cand = trial(mid)
+        if config.budget.met(cand[2]):
+            best, hi = cand, mid
+        else:
+            lo = mid + 1
+    log(f"{len(best[0].fallback)} layer(s) fall back to float: {', '.join(sorted(best[0].fallback))[:200]}")
+    return (*best, sensitivity)
+
+
+def _report(index, observers, plan: QuantPlan, sensitivity, config, method, trials, metrics, budget_met,
+            equalized, seconds, stats_seconds, n_samples) -> dict[str, Any]:
+    from deploykit.quant.metrics import json_safe
+
+    layers = []
+    for k, node in enumerate(index.model.graph.node):
+        key = _node_key(node, k)
+        q_in = quantizable_inputs(index, node)
+        if not q_in:
+            continue
+        out = node.output[0] if node.output else ""
+        p = plan.activations.get(out)
+        row = {
+            "node": key,
+            "op_type": node.op_type,
+            "fallback": key in plan.fallback,
+            "output": out,
+            "range_method": p.method if p else None,
+            "scale": float(np.ravel(p.scale)[0]) if p is not None else None,
+            "zero_point": int(np.ravel(p.zero_point)[0]) if p is not None else None,
+            "sqnr_db": round(tensor_sqnr(observers[out], p), 2) if (p is not None and out in observers) else None,
+        }
+        if key in sensitivity:
+            row["alone_output_sqnr_db"] = round(sensitivity[key], 2)
+        layers.append(row)
+    return json_safe({
+        "engine": "deploykit",
+        "range_method": method,
+        "methods_tried": trials,
+        "budget": str(config.budget),
+        "budget_met": budget_met,
+        "bias_correction": config.bias_correction,
+        "cross_layer_equalization": len(equalized),
+        "calibration_samples": n_samples,
+        "eval_samples": config.eval_samples,
+        "fallback_layers": sorted(plan.fallback),
+        "output_metrics": metrics,
+        "layers": layers,
+        "timing_s": {"statistics": round(stats_seconds, 3), "total": round(seconds, 3)},
+    })

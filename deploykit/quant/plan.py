@@ -1,0 +1,202 @@
+"""Quantization plan: parameters for every tensor of a graph under a backend's scheme.
+
+Activations get per-tensor parameters from a range method; weights per-channel symmetric; biases
+int32 (scale = input scale x weight scale); other float constants per-tensor. Tensors that must
+share parameters (scheme.shared_scale_ops) are grouped and cover the union of their ranges; ops
+with fixed output parameters (Softmax, Sigmoid, ...) get those. Bias correction shifts float
+biases by the mean error that weight rounding introduces.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from deploykit.quant.collect import GraphIndex
+from deploykit.quant.observers import TensorObserver
+from deploykit.quant.params import QuantParams, params_from_range
+from deploykit.quant.ranges import compute_range
+from deploykit.quant.roles import WEIGHT_OPS, input_role, weight_axis
+from deploykit.quant.scheme import QuantScheme
+
+
+@dataclass
+class QuantPlan:
+    """Everything needed to build the quantized graph."""
+
+    activations: dict[str, QuantParams] = field(default_factory=dict)
+    weights: dict[str, QuantParams] = field(default_factory=dict)
+    biases: dict[str, QuantParams] = field(default_factory=dict)
+    constants: dict[str, QuantParams] = field(default_factory=dict)
+    float_values: dict[str, np.ndarray] = field(default_factory=dict)  # corrected float weights/biases
+    fallback: set[str] = field(default_factory=set)
+    method: str = "minmax"
+
+    def all_params(self) -> dict[str, QuantParams]:
+        return {**self.constants, **self.activations, **self.weights, **self.biases}
+
+
+class _Groups:
+    def __init__(self) -> None:
+        self.parent: dict[str, str] = {}
+
+    def find(self, a: str) -> str:
+        self.parent.setdefault(a, a)
+        while self.parent[a] != a:
+            self.parent[a] = self.parent[self.parent[a]]
+            a = self.parent[a]
+        return a
+
+    def union(self, a: str, b: str) -> None:
+        self.parent[self.find(a)] = self.find(b)
+
+
+def _node_key(node: onnx.NodeProto, i: int) -> str:
+    return node.name or f"{node.op_type}#{i}"
+
+
+def quantizable_inputs(index: GraphIndex, node: onnx.NodeProto) -> list[tuple[int, str, str]]:
+    """(input index, tensor name, role) for inputs of ``node`` that get quantized."""
+    result = []
+    for i, name in enumerate(node.input):
+        if not name or not index.is_float(name):
+            continue
+        role = input_role(node.op_type, i)
+        if role is None:
+            continue
+        const = name in index.initializers
+        if role == "weight" and not const:
+            role = "data"
+        if role == "bias" and (not const or len(index.initializers[name].dims) != 1):
+            role = "const" if const else None
+            if role is None:
+                continue
+        if role == "data" and const:
+            role = "const"
+        result.append((i, name, role))
+    return result
+
+
+def build_plan(
+    index: GraphIndex,
+    observers: dict[str, TensorObserver],
+    scheme: QuantScheme,
+    method: str,
+    *,
+    fallback: set[str] | None = None,
+    bias_correction: bool = True,
+    overrides: dict[str, str] | None = None,
+) -> QuantPlan:
+    """Compute parameters for every quantized tensor. ``overrides``: tensor -> range method."""
+    plan = QuantPlan(fallback=set(fallback or ()), method=method)
+    act_dtype = scheme.activation_dtype
+    nodes = list(index.model.graph.node)
+    # 1. raw activation ranges
+    ranges: dict[str, tuple[float, float]] = {}
+    methods: dict[str, str] = {}
+    for name, obs in observers.items():
+        if obs.count == 0:
+            continue
+        m = (overrides or {}).get(name, method)
+        ranges[name] = compute_range(m, obs, dtype=act_dtype, symmetric=scheme.activation_symmetric)
+        methods[name] = m
+    # 2. shared-scale groups
+    groups = _Groups()
+    for node in nodes:
+        if node.op_type not in scheme.shared_scale_ops or not node.output or node.output[0] not in ranges:
+            continue
+        data_inputs = [n for (i, n, r) in quantizable_inputs(index, node) if r == "data" and n in ranges]
+        if node.op_type != "Concat":
+            data_inputs = data_inputs[:1]
+        for n in data_inputs:
+            groups.union(n, node.output[0])
+    merged: dict[str, tuple[float, float]] = {}
+    for name, (lo, hi) in ranges.items():
+        root = groups.find(name)
+        plo, phi = merged.get(root, (np.inf, -np.inf))
+        merged[root] = (min(plo, lo), max(phi, hi))
+    for name in ranges:
+        lo, hi = merged[groups.find(name)]
+        plan.activations[name] = params_from_range(lo, hi, act_dtype, scheme.activation_symmetric, method=methods[name])
+    # 3. fixed output parameters
+    for node in nodes:
+        fixed = scheme.fixed_output_params.get(node.op_type) if scheme.fixed_output_params else None
+        if fixed and node.output and node.output[0] in plan.activations:
+            scale, zp = fixed
+            plan.activations[node.output[0]] = QuantParams(np.asarray(scale, np.float32), np.asarray(zp), act_dtype,
+                                                            method="fixed", range=None)
+    # 4. weights, biases, constants
+    for k, node in enumerate(nodes):
+        if _node_key(node, k) in plan.fallback:
+            continue
+        q_inputs = quantizable_inputs(index, node)
+        w_params = None
+        for i, name, role in q_inputs:
+            if role == "weight" and name not in plan.weights:
+                w = numpy_helper.to_array(index.initializers[name]).astype(np.float32)
+                axis = weight_axis(node, w.shape) if scheme.per_channel_weights else None
+                if axis is not None:
+                    red = tuple(a for a in range(w.ndim) if a != axis)
+                    lo, hi = w.min(axis=red), w.max(axis=red)
+                else:
+                    lo, hi = float(w.min()), float(w.max())
+                plan.weights[name] = params_from_range(lo, hi, scheme.weight_dtype, scheme.weight_symmetric, axis=axis)
+            if role == "weight":
+                w_params = plan.weights[name]
+            if role == "const" and name not in plan.constants:
+                c = numpy_helper.to_array(index.initializers[name]).astype(np.float32)
+                plan.constants[name] = params_from_range(float(c.min()) if c.size else 0.0, float(c.max()) if c.size else 0.0,
+                                                         act_dtype, scheme.activation_symmetric)
+        if node.op_type in WEIGHT_OPS and w_params is not None and scheme.bias_int32:
+            x_params = plan.activations.get(node.input[0])
+            b_name = node.input[2] if len(node.input) > 2 and node.input[2] else None
+            if x_params is None:
+                continue
+            if bias_correction:
+                _correct_bias(index, node, plan, observers)
+            if b_name and b_name in index.initializers and len(index.initializers[b_name].dims) == 1:
+                scale = (np.asarray(x_params.scale, np.float64) * np.asarray(w_params.scale, np.float64)).astype(np.float32)
+                plan.biases[b_name] = QuantParams(scale=scale.reshape(-1) if np.ndim(scale) else scale,
+                                                  zero_point=np.zeros(np.shape(scale), np.int64), dtype="int32",
+                                                  axis=0 if np.ndim(scale) else None, method="derived")
+    return plan
+
+
+def _correct_bias(index: GraphIndex, node: onnx.NodeProto, plan: QuantPlan, observers: dict[str, TensorObserver]) -> None:
+    """Subtract the expected output shift caused by weight rounding (analytic bias correction)."""
+    obs = observers.get(node.input[0])
+    mean = obs.channel_mean if obs is not None else None
+    if mean is None or len(node.input) < 3 or not node.input[2] or node.input[2] not in index.initializers:
+        return
+    w_name, b_name = node.input[1], node.input[2]
+    w = plan.float_values.get(w_name)
+    if w is None:
+        w = numpy_helper.to_array(index.initializers[w_name]).astype(np.float32)
+    p = plan.weights[w_name]
+    dw = p.dequantize(p.quantize(w)) - w
+    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+    if node.op_type == "Conv":
+        group = attrs.get("group", 1)
+        cout, cpg = dw.shape[0], dw.shape[1]
+        if mean.shape[0] != cpg * group:
+            return
+        per_in = dw.reshape(cout, cpg, -1).sum(axis=2)  # [Cout, Cin/g]
+        opg = cout // group
+        m = mean.reshape(group, cpg)[np.arange(cout) // opg]  # [Cout, Cin/g]
+        shift = (per_in * m).sum(axis=1)
+    elif node.op_type == "Gemm":
+        if attrs.get("transA", 0):
+            return
+        shift = dw @ mean if attrs.get("transB", 0) else mean @ dw
+        shift = shift * attrs.get("alpha", 1.0)
+    else:
+        return
+    b = plan.float_values.get(b_name)
+    if b is None:
+        b = numpy_helper.to_array(index.initializers[b_name]).astype(np.float32)
+    if b.shape != shift.shape:
+        return
+    plan.float_values[b_name] = (b - shift).astype(np.float32)

@@ -1,0 +1,147 @@
+"""The TFLite backend: ONNX -> .tflite for LiteRT with the XNNPACK delegate (no TensorFlow).
+
+Steps of :meth:`TFLiteBackend.lower`: lower the canonical ONNX graph into a TFLite graph with
+NHWC layout (``lowering.py`` + the converters of ``optable.py``), peephole fusions (``fuse.py``),
+the precision pass (``fp16.py`` or ``int8.py``), then serialize (``emitter.py``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import onnx_ir as ir
+
+from deploykit.backend import Artifact, Backend, BuildContext, NodeSupport, OpRule, Support
+from deploykit.errors import DeployError
+from deploykit.ir.info import TensorSpec
+from deploykit.quant.scheme import SCALE_PRESERVING_OPS, QuantScheme
+from deploykit_tflite.optable import CONVERTERS
+
+MODEL_FILE = "model.tflite"
+
+# XNNPACK's int8 scheme (facts §1): int8 asymmetric per-tensor activations, symmetric per-channel
+# int8 weights in [-127, 127], int32 bias at input_scale * weight_scale; ops whose output must
+# reuse the input's (scale, zero point) -- XNNPACK fails the whole load otherwise -- and Concat,
+# whose inputs must all share the output's params.
+XNNPACK_SCHEME = QuantScheme(
+    weight_dtype="int8",
+    activation_dtype="int8",
+    weight_symmetric=True,
+    activation_symmetric=False,
+    per_channel_weights=True,
+    shared_scale_ops=SCALE_PRESERVING_OPS | {"Concat", "AveragePool", "Max", "Min"},
+    # no int8 kernel XNNPACK delegates (facts §2): kept float between DEQUANTIZE / QUANTIZE
+    float_ops=frozenset({"Softmax", "LogSoftmax", "Div", "Pow", "Sqrt", "Exp", "Log", "Erf", "Gelu",
+                         "LayerNormalization", "InstanceNormalization", "LRN", "Reciprocal"}),
+    mixed_precision=True,
+    fallback_dtype="float32",
+    bias_int32=True,
+    io_dtype="float32",
+)
+
+
+class TFLiteSpec(TensorSpec):
+    """A TensorSpec whose JSON carries the runner's ``artifact`` mapping at top level."""
+
+    def __init__(self, base: TensorSpec, artifact: dict[str, Any], quantization: dict[str, Any] | None = None):
+        super().__init__(name=base.name, shape=list(base.shape), dtype=base.dtype, layout=base.layout,
+                         quantization=quantization, extra=dict(base.extra))
+        self.artifact = artifact
+
+    def to_json(self) -> dict[str, Any]:
+        d = super().to_json()
+        d["artifact"] = dict(self.artifact)
+        return d
+
+
+class TFLiteBackend(Backend):
+    """LiteRT (ai-edge-litert, or tflite-runtime) with XNNPACK on ARM CPUs."""
+
+    name = "tflite"
+    description = "LiteRT / TFLite with XNNPACK (Raspberry Pi and other ARM CPU boards); fp32, fp16, int8"
+    precisions = ("fp32", "fp16", "int8")
+    runtime = "ai-edge-litert"
+    host_modules = ("ai_edge_litert",)
+    op_support: ClassVar[dict[str, OpRule]] = {
+        op: OpRule(Support.SUPPORTED, c.note, c.check) for op, c in CONVERTERS.items()
+    }
+    quant_scheme: ClassVar[QuantScheme] = XNNPACK_SCHEME
+    min_opset = 7
+    runner_template = "runner_tflite.py.j2"
+    template_package = "deploykit_tflite"
+
+    def analyze(self, model: ir.Model) -> list[NodeSupport]:
+        """The op table, plus: nodes computable at build time are folded (supported whatever their type)."""
+        from deploykit_tflite.fold import is_foldable
+
+        const = set(model.graph.initializers)
+        folded = set()
+        for node in model.graph:
+            if is_foldable(node, lambda v: v.name in const):
+                const.update(v.name for v in node.outputs)
+                folded.add(id(node))
+        result = []
+        for s, node in zip(super().analyze(model), model.graph):
+            if id(node) in folded:
+                s = NodeSupport(s.node, s.op_type, Support.SUPPORTED, "folded at build time")
+            result.append(s)
+        return result
+
+    def lower(self, ctx: BuildContext) -> Artifact:
+        from deploykit_tflite.emitter import SIGNATURE_KEY, build_model
+        from deploykit_tflite.fuse import optimize
+        from deploykit_tflite.lowering import Lowering, UnsupportedNode
+
+        precision = ctx.options.precision
+        overrides = None
+        if precision == "int8" and ctx.quant is not None and getattr(ctx.quant, "plan", None) is not None:
+            overrides = getattr(ctx.quant.plan, "float_values", None)
+        lowering = Lowering(ctx.model, overrides)
+        try:
+            graph = lowering.run(CONVERTERS)
+        except UnsupportedNode as e:
+            raise DeployError(str(e)) from e
+        optimize(graph)
+        report: dict[str, Any] = {}
+        io_quant: dict[int, Any] = {}
+        if precision == "fp16":
+            from deploykit_tflite.fp16 import to_fp16_weights
+
+            report["fp16_constants"] = to_fp16_weights(graph)
+        elif precision == "int8":
+            from deploykit_tflite.int8 import quantize_graph, resolve_params
+
+            params, fallback, source = resolve_params(ctx, self.quant_scheme)
+            ctx.note(f"int8 parameters from {source}")
+            qreport = quantize_graph(graph, params, fallback, int8_io=ctx.options.io == "int8")
+            report["int8"] = qreport
+            io_quant = qreport.pop("_io", {})
+        elif precision != "fp32":  # pragma: no cover - check_precision ran before
+            raise DeployError(f"unsupported precision {precision}")
+        data = build_model(graph, description=f"deploykit {precision}")
+        (ctx.workdir / MODEL_FILE).write_bytes(data)
+        report["operators"] = graph.op_counts()
+        report["transposes"] = report["operators"].get("TRANSPOSE", 0)
+        report["model_bytes"] = len(data)
+
+        def spec(base: TensorSpec, t, perm) -> TFLiteSpec:
+            art: dict[str, Any] = {"name": base.name, "dtype": t.dtype}
+            if list(perm) != list(range(len(perm))):
+                art["perm"] = [int(p) for p in perm]
+            q = io_quant.get(id(t))
+            quantization = None
+            if q is not None:
+                art["scale"], art["zero_point"] = float(q.scale[0]), int(q.zero_point[0])
+                quantization = {"dtype": t.dtype, "scale": art["scale"], "zero_point": art["zero_point"]}
+            return TFLiteSpec(base, art, quantization)
+
+        in_perms = [lowering.env[s.name][1] for s in ctx.inputs]
+        inputs = [spec(s, t, p) for s, t, p in zip(ctx.inputs, graph.inputs, in_perms)]
+        outputs = [spec(s, t, p) for s, t, p in zip(ctx.outputs, graph.outputs, lowering.output_perms)]
+        return Artifact(
+            files=[MODEL_FILE],
+            inputs=inputs,
+            outputs=outputs,
+            runner_context={"model_file": MODEL_FILE, "signature_key": SIGNATURE_KEY},
+            report=report,
+        )

@@ -1,0 +1,303 @@
+"""int8 precision: full-integer TFLite graph from per-tensor activation parameters.
+
+Input: ``params`` {ONNX value name: QuantParams} (from the core quantization engine when
+present, else :func:`minmax_params`), ``fallback`` (ONNX node names to keep float).
+Rules (facts §1, §2, §4):
+- weights int8 symmetric per output channel (axis 0 CONV/FC/TRANSPOSE_CONV, 3 DEPTHWISE), in
+  [-127, 127]; bias int32 with scale = input_scale * weight_scale[c], computed exactly;
+- ops whose output must reuse the input's params (pooling, reshape, transpose, pad, slice, split,
+  resize, ...) take the input's params; CONCATENATION inputs are requantized to the output's;
+- LOGISTIC / TANH get their fixed output params;
+- ops XNNPACK does not run in int8 (SOFTMAX, HARD_SWISH, AVERAGE_POOL_2D, GELU, ...) and fallback
+  nodes stay float; DEQUANTIZE / QUANTIZE are inserted only where float and int8 tensors meet,
+  so float islands stay inside one XNNPACK partition.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from deploykit_tflite.graph import Op, QParams, Tensor, TFLGraph
+
+WEIGHTED = {"CONV_2D": (1, 2), "DEPTHWISE_CONV_2D": (1, 2), "FULLY_CONNECTED": (1, 2), "TRANSPOSE_CONV": (1, 3)}
+# int8 ops with their own (calibrated) output params
+REQUANTIZING = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV", "ADD", "SUB",
+                          "MUL", "MEAN", "SUM", "CONCATENATION", "LEAKY_RELU", "ELU"})
+# int8 ops whose output params equal their data input's: op -> index of the data input
+PASSTHROUGH = {"RESHAPE": 0, "TRANSPOSE": 0, "MAX_POOL_2D": 0, "PAD": 0, "PADV2": 0, "SLICE": 0,
+               "STRIDED_SLICE": 0, "SPLIT": 1, "SPLIT_V": 0, "GATHER": 0, "RESIZE_BILINEAR": 0,
+               "DEPTH_TO_SPACE": 0, "SPACE_TO_DEPTH": 0, "REDUCE_MAX": 0, "BROADCAST_TO": 0, "TILE": 0,
+               "MAXIMUM": 0, "MINIMUM": 0}
+FIXED = {"LOGISTIC": (1.0 / 256, -128), "TANH": (1.0 / 128, 0)}
+NEVER_REQUANT_NEEDED = frozenset(PASSTHROUGH) | frozenset(FIXED)
+
+
+def _act_params(p) -> QParams | None:
+    """QParams of a per-tensor int8 activation from a deploykit QuantParams (or None)."""
+    if p is None or getattr(p, "dtype", "int8") != "int8" or np.size(p.scale) != 1:
+        return None
+    return QParams.per_tensor(float(np.ravel(p.scale)[0]), int(np.ravel(p.zero_point)[0]))
+
+
+def _range_params(lo: float, hi: float) -> QParams:
+    lo, hi = min(float(lo), 0.0), max(float(hi), 0.0)
+    scale = (hi - lo) / 255.0 or 1.0
+    zp = int(np.clip(np.round(-128 - lo / scale), -128, 127))
+    return QParams.per_tensor(scale, zp)
+
+
+def _quantize(data: np.ndarray, q: QParams, dtype: str = "int8") -> np.ndarray:
+    info = np.iinfo(dtype)
+    shape = [1] * data.ndim
+    if q.scale.size > 1:
+        shape[q.axis] = -1
+    s = q.scale.reshape(shape) if q.scale.size > 1 else q.scale[0]
+    z = q.zero_point.reshape(shape) if q.scale.size > 1 else q.zero_point[0]
+    return np.clip(np.round(data.astype(np.float64) / s) + z, info.min, info.max).astype(dtype)
+
+
+class Int8Rewriter:
+    def __init__(self, graph: TFLGraph, params: dict[str, Any], fallback: set[str]):
+        self.g = graph
+        self.params = params
+        self.fallback = set(fallback or ())
+        self.ops: list[Op] = []
+        self._q: dict[tuple[int, bytes], Tensor] = {}
+        self._f: dict[int, Tensor] = {}
+        self.float_ops: dict[str, int] = {}
+        self.derived: dict[int, QParams] = {}
+        self.graph_inputs = {id(t) for t in graph.inputs}
+
+    def qp(self, t: Tensor) -> QParams | None:
+        if t.quant is not None and t.dtype == "int8":
+            return t.quant
+        if id(t) in self.derived:
+            return self.derived[id(t)]
+        return _act_params(self.params.get(t.source)) if t.source else None
+
+    def derive(self, op: Op) -> None:
+        """Params for an unnamed temporary from interval arithmetic: ADD/SUB/MUL by a scalar
+        constant (e.g. the MUL, ADD+RELU6 chain of HardSigmoid), then the fused activation."""
+        out = op.outputs[0]
+        if op.code not in ("ADD", "SUB", "MUL") or len(op.outputs) != 1 or out.source or out.dtype != "float32":
+            return
+        consts = [t for t in op.inputs if t.is_const and t.data.size == 1]
+        acts = [t for t in op.inputs if not t.is_const]
+        if len(consts) != 1 or len(acts) != 1 or self.qp(acts[0]) is None:
+            return
+        q, c = self.qp(acts[0]), float(np.ravel(consts[0].data)[0])
+        lo, hi = (-128 - q.zero_point[0]) * q.scale[0], (127 - q.zero_point[0]) * q.scale[0]
+        if op.code == "MUL":
+            lo, hi = sorted((lo * c, hi * c))
+        elif op.code == "ADD":
+            lo, hi = lo + c, hi + c
+        else:
+            lo, hi = (lo - c, hi - c) if op.inputs[0] is acts[0] else (c - hi, c - lo)
+        act = getattr(op.options, "fusedActivationFunction", 0)
+        bounds = {1: (0.0, np.inf), 2: (-1.0, 1.0), 3: (0.0, 6.0)}.get(act)
+        if bounds:
+            lo, hi = max(lo, bounds[0]), min(hi, bounds[1])
+        if hi > lo:
+            self.derived[id(out)] = _range_params(lo, hi)
+
+    def as_int8(self, t: Tensor, q: QParams | None = None) -> Tensor:
+        """``t`` as an int8 tensor with params ``q`` (default: its own), quantizing if needed."""
+        if t.is_const:
+            if q is None:
+                q = _range_params(np.min(t.data, initial=0.0), np.max(t.data, initial=0.0))
+            c = self.g.const(_quantize(t.data, q), hint=t.name + "_q")
+            c.quant = q
+            return c
+        q = q or self.qp(t)
+        if t.dtype == "int8" and q.same(t.quant):
+            return t
+        key = (id(t), q.scale.tobytes() + q.zero_point.tobytes())
+        if key not in self._q:
+            src = t
+            if t.dtype != "int8" and t.dtype != "float32":
+                raise AssertionError(t.dtype)
+            out = self.g.tensor(t.shape, "int8", hint=t.name + "_q", source=t.source, quant=q)
+            self.ops.append(Op("QUANTIZE", [src], [out]))
+            self._q[key] = out
+        return self._q[key]
+
+    def as_float(self, t: Tensor | None) -> Tensor | None:
+        if t is None or t.dtype != "int8" or t.is_const:
+            return t
+        if id(t) not in self._f:
+            out = self.g.tensor(t.shape, "float32", hint=t.name + "_dq", source=t.source)
+            self.ops.append(Op("DEQUANTIZE", [t], [out]))
+            self._f[id(t)] = out
+        return self._f[id(t)]
+
+    def _float(self, op: Op) -> None:
+        op.inputs = [self.as_float(t) for t in op.inputs]
+        self.ops.append(op)
+        if op.code not in ("QUANTIZE", "DEQUANTIZE"):
+            self.float_ops[op.code] = self.float_ops.get(op.code, 0) + 1
+
+    def _weighted(self, op: Op) -> None:
+        wi, bi = WEIGHTED[op.code]
+        xi = 2 if op.code == "TRANSPOSE_CONV" else 0
+        x = self.as_int8(op.inputs[xi])
+        w = op.inputs[wi].data.astype(np.float32)
+        axis = op.attrs.get("weight_axis", 0)
+        red = tuple(i for i in range(w.ndim) if i != axis)
+        amax = np.abs(w).max(axis=red)
+        ws = np.where(amax > 0, amax / 127.0, 1.0).astype(np.float32)
+        wq = QParams(ws, np.zeros(ws.shape, np.int64), axis)
+        wt = self.g.const(_quantize(w, wq), hint=op.inputs[wi].name + "_q")
+        wt.quant = wq
+        bias = op.inputs[bi].data.astype(np.float64) if op.inputs[bi] is not None else np.zeros(ws.size)
+        bs = (x.quant.scale[0].astype(np.float64) * ws.astype(np.float64))
+        bt = self.g.const(np.clip(np.round(bias / bs), -(2**31), 2**31 - 1).astype(np.int32), hint="bias_q")
+        bt.quant = QParams(bs.astype(np.float32), np.zeros(bs.shape, np.int64), 0)
+        op.inputs[xi], op.inputs[wi], op.inputs[bi] = x, wt, bt
+
+    def _int8_possible(self, op: Op) -> bool:
+        if op.node in self.fallback:
+            return False
+        acts = [t for t in op.inputs if t is not None and not t.is_const and t.dtype in ("float32", "int8")]
+        if op.code in PASSTHROUGH:
+            data = op.inputs[PASSTHROUGH[op.code]]
+            if op.code == "GATHER" and data.is_const:  # embedding table: quantized with the output's params
+                return self.qp(op.outputs[0]) is not None
+            ok = data.dtype == "int8" or (id(data) in self.graph_inputs and self.qp(data) is not None)
+            return ok and all(t is data or t.is_const for t in acts)
+        if op.code in FIXED:
+            return self.qp(op.inputs[0]) is not None
+        if op.code in REQUANTIZING:
+            return all(self.qp(t) is not None for t in acts) and all(self.qp(t) is not None for t in op.outputs)
+        return False
+
+    def run(self) -> None:
+        for op in self.g.ops:
+            self.derive(op)
+            if not self._int8_possible(op):
+                self._float(op)
+                continue
+            if op.code in WEIGHTED:
+                self._weighted(op)
+                outs = [self.qp(t) for t in op.outputs]
+            elif op.code == "GATHER" and op.inputs[0].is_const:
+                q = self.qp(op.outputs[0])
+                op.inputs[0] = self.as_int8(op.inputs[0], q)
+                outs = [q]
+            elif op.code in PASSTHROUGH:
+                di = PASSTHROUGH[op.code]
+                op.inputs[di] = self.as_int8(op.inputs[di])
+                q = op.inputs[di].quant
+                op.inputs = [self.as_int8(t, q) if (t is not None and t.is_const and t.dtype == "float32")
+                             else t for t in op.inputs]
+                outs = [q for _ in op.outputs]
+            elif op.code in FIXED:
+                op.inputs[0] = self.as_int8(op.inputs[0])
+                outs = [QParams.per_tensor(*FIXED[op.code])]
+            elif op.code == "CONCATENATION":
+                q = self.qp(op.outputs[0])
+                op.inputs = [self.as_int8(t, q) for t in op.inputs]
+                outs = [q]
+            else:
+                op.inputs = [self.as_int8(t) if (t is not None and t.dtype in ("float32", "int8")) else t
+                             for t in op.inputs]
+                outs = [self.qp(t) for t in op.outputs]
+            for t, q in zip(op.outputs, outs):
+                t.dtype, t.quant = "int8", q
+            self.ops.append(op)
+
+
+def _backfill_sources(graph: TFLGraph) -> None:
+    """Unnamed temporaries feeding RESHAPE/TRANSPOSE get the (equal) range of what they feed."""
+    producers = graph.producers()
+    for op in graph.ops:  # range-preserving ops: an unnamed output has its input's range
+        if op.code in ("PAD", "PADV2", "RESHAPE", "TRANSPOSE") and op.inputs[0].source and not op.outputs[0].source:
+            op.outputs[0].source = op.inputs[0].source
+    for op in reversed(graph.ops):
+        if op.code in ("RESHAPE", "TRANSPOSE") and op.outputs[0].source and not op.inputs[0].source:
+            if id(op.inputs[0]) in producers:
+                op.inputs[0].source = op.outputs[0].source
+
+
+def quantize_graph(graph: TFLGraph, params: dict[str, Any], fallback: set[str], int8_io: bool = False) -> dict[str, Any]:
+    """Rewrite ``graph`` in place to int8. Returns a report (``_io``: id(tensor) -> QParams of int8 I/O)."""
+    _backfill_sources(graph)
+    rw = Int8Rewriter(graph, params, fallback)
+    io: dict[int, QParams] = {}
+    if int8_io:
+        for t in graph.inputs:
+            q = rw.qp(t)
+            if t.dtype == "float32" and q is not None:
+                t.dtype, t.quant = "int8", q
+                io[id(t)] = q
+    rw.run()
+    outputs = []
+    for t in graph.outputs:
+        if int8_io and t.dtype == "float32" and rw.qp(t) is not None:
+            t = rw.as_int8(t)
+        elif not int8_io:
+            t = rw.as_float(t)
+        if t.dtype == "int8":
+            io[id(t)] = t.quant
+        outputs.append(t)
+    graph.outputs = outputs
+    graph.ops = rw.ops
+    graph.remove_dead()
+    counts = graph.op_counts()
+    int8_ops = sum(1 for op in graph.ops if op.outputs[0].dtype == "int8" and op.code != "QUANTIZE")
+    return {"int8_ops": int8_ops, "float_ops": dict(sorted(rw.float_ops.items())),
+            "quantize": counts.get("QUANTIZE", 0), "dequantize": counts.get("DEQUANTIZE", 0),
+            "fallback_nodes": sorted(rw.fallback), "_io": io}
+
+
+def minmax_params(model, samples, max_samples: int = 32) -> dict[str, Any]:
+    """Per-tensor asymmetric int8 params from min/max of every float value over ``samples``
+    (onnxruntime, one sample at a time). Used only when the core engine did not run."""
+    import onnx
+    import onnx_ir as ir
+    import onnxruntime as ort
+
+    from deploykit.quant.params import params_from_range
+
+    proto = ir.to_proto(model)
+    known = {o.name for o in proto.graph.output}
+    names = []
+    for node in model.graph:
+        for v in node.outputs:
+            if v.name and v.dtype in (ir.DataType.FLOAT,) and v.name not in known:
+                names.append(v.name)
+    for n in names:
+        proto.graph.output.append(onnx.ValueInfoProto(name=n))
+    inputs = [v.name for v in model.graph.inputs if v.name not in model.graph.initializers]
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    sess = ort.InferenceSession(proto.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    out_names = [o.name for o in sess.get_outputs()]
+    lo: dict[str, float] = {}
+    hi: dict[str, float] = {}
+    for i, feed in enumerate(samples.feeds()):
+        if i >= max_samples:
+            break
+        values = dict(zip(out_names, sess.run(None, {k: feed[k] for k in inputs})))
+        values.update({k: feed[k] for k in inputs})
+        for k, v in values.items():
+            if not isinstance(v, np.ndarray) or v.dtype != np.float32 or v.size == 0:
+                continue
+            lo[k] = min(lo.get(k, np.inf), float(v.min()))
+            hi[k] = max(hi.get(k, -np.inf), float(v.max()))
+    return {k: params_from_range(lo[k], hi[k], "int8", symmetric=False) for k in lo}
+
+
+def resolve_params(ctx, scheme) -> tuple[dict[str, Any], set[str], str]:
+    """(params, fallback node names, where they came from) for an int8 build."""
+    from deploykit.errors import DeployError
+
+    quant = getattr(ctx, "quant", None)
+    if quant is not None and getattr(quant, "params", None):
+        return dict(quant.params), set(getattr(quant, "fallback", ()) or ()), "the quantization engine"
+    if ctx.calibration is None:
+        raise DeployError("int8 needs calibration data; pass --calibration samples.npy")
+    del scheme
+    return minmax_params(ctx.model, ctx.calibration), set(), \
+        f"min/max over {min(len(ctx.calibration), 32)} calibration samples (plugin fallback: engine did not run)"

@@ -1,0 +1,335 @@
+"""deploykit.bundle: atomic staging, deterministic writers, checksums and manifest reading."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import zipfile
+
+import numpy as np
+import pytest
+
+import deploykit.bundle.staging as staging
+from deploykit.backend import Artifact, BuildOptions
+from deploykit.bundle.files import read_npz, round_floats, sha256_file, write_json, write_npz
+from deploykit.bundle.manifest import MANIFEST, SCHEMA_VERSION, check_hashes, hash_files, read_manifest, write_bundle_metadata
+from deploykit.bundle.staging import StagedOutput, check_output_dir
+from deploykit.errors import BundleError, DeployError
+from deploykit.ir.info import TensorSpec
+
+pytestmark = pytest.mark.unit
+
+
+def _listing(folder):
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*"))
+
+
+class Boom(Exception):
+    pass
+
+
+# --------------------------------------------------------------------------- StagedOutput
+def test_success_renames_stage_into_place(tmp_path):
+    out = tmp_path / "bundle"
+    with StagedOutput(out) as stage:
+        assert stage.path.parent == tmp_path and stage.path.name.endswith(".partial")
+        assert not out.exists()
+        (stage.path / "a.txt").write_text("a")
+        (stage.path / "sub").mkdir()
+        (stage.path / "sub" / "b.txt").write_text("b")
+    assert _listing(out) == ["a.txt", "sub", "sub/b.txt"]
+    assert _listing(tmp_path) == ["bundle", "bundle/a.txt", "bundle/sub", "bundle/sub/b.txt"]  # no leftovers
+    assert (os.stat(out).st_mode & 0o777) == 0o755
+
+
+def test_exception_removes_everything(tmp_path):
+    out = tmp_path / "bundle"
+    with pytest.raises(Boom):
+        with StagedOutput(out) as stage:
+            (stage.path / "half.bin").write_bytes(b"x")
+            raise Boom
+    assert _listing(tmp_path) == []
+
+
+def test_exception_removes_parent_folders_it_created(tmp_path):
+    (tmp_path / "keep").mkdir()
+    out = tmp_path / "keep" / "a" / "b" / "c" / "bundle"
+    with pytest.raises(Boom):
+        with StagedOutput(out) as stage:
+            assert (tmp_path / "keep" / "a" / "b" / "c").is_dir()
+            (stage.path / "x").write_text("x")
+            raise Boom
+    assert _listing(tmp_path) == ["keep"]
+
+
+def test_keyboard_interrupt_also_cleans_up(tmp_path):
+    out = tmp_path / "new" / "bundle"
+    with pytest.raises(KeyboardInterrupt):
+        with StagedOutput(out):
+            raise KeyboardInterrupt
+    assert _listing(tmp_path) == []
+
+
+def test_success_keeps_created_parents(tmp_path):
+    out = tmp_path / "a" / "b" / "bundle"
+    with StagedOutput(out) as stage:
+        (stage.path / "f").write_text("1")
+    assert (out / "f").read_text() == "1"
+
+
+def test_relative_output_path(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with StagedOutput("rel/out") as stage:
+        (stage.path / "f").write_text("1")
+    assert (tmp_path / "rel" / "out" / "f").is_file()
+
+
+def test_existing_output_without_force_is_refused_before_any_work(tmp_path):
+    out = tmp_path / "bundle"
+    out.mkdir()
+    (out / "old.txt").write_text("old")
+    entered = False
+    with pytest.raises(BundleError, match="already exists; pass --force"):
+        with StagedOutput(out):
+            entered = True
+    assert not entered
+    assert _listing(tmp_path) == ["bundle", "bundle/old.txt"]
+
+
+def test_force_replaces_existing_output(tmp_path):
+    out = tmp_path / "bundle"
+    out.mkdir()
+    (out / "old.txt").write_text("old")
+    with StagedOutput(out, force=True) as stage:
+        (stage.path / "new.txt").write_text("new")
+        assert (out / "old.txt").exists()  # the old bundle stays until the new one is complete
+    assert _listing(tmp_path) == ["bundle", "bundle/new.txt"]
+
+
+def test_force_with_failure_keeps_the_old_output(tmp_path):
+    out = tmp_path / "bundle"
+    out.mkdir()
+    (out / "old.txt").write_text("old")
+    with pytest.raises(Boom):
+        with StagedOutput(out, force=True) as stage:
+            (stage.path / "new.txt").write_text("new")
+            raise Boom
+    assert _listing(tmp_path) == ["bundle", "bundle/old.txt"]
+
+
+def test_force_on_a_file_is_refused(tmp_path):
+    out = tmp_path / "bundle"
+    out.write_text("i am a file")
+    with pytest.raises(BundleError, match="not a folder"):
+        check_output_dir(out, force=True)
+    with pytest.raises(BundleError):
+        with StagedOutput(out, force=True):
+            pass
+    assert out.read_text() == "i am a file"
+
+
+def test_output_created_meanwhile_without_force_is_refused_at_the_end(tmp_path):
+    out = tmp_path / "bundle"
+    with pytest.raises(BundleError, match="already exists"):
+        with StagedOutput(out) as stage:
+            (stage.path / "f").write_text("new")
+            out.mkdir()
+            (out / "theirs").write_text("theirs")
+    assert _listing(tmp_path) == ["bundle", "bundle/theirs"]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: StagedOutput.__exit__ (deploykit/bundle/staging.py:58-66) moves the old bundle aside and, when "
+    "renaming the stage into place then fails, only deletes the stage: the user's previous bundle is left as a "
+    "hidden .NAME.old-PID folder and OUT is gone",
+)
+def test_force_keeps_the_old_output_when_the_final_rename_fails(tmp_path, monkeypatch):
+    out = tmp_path / "bundle"
+    out.mkdir()
+    (out / "old.txt").write_text("old")
+    real_rename = os.rename
+
+    def flaky_rename(src, dst):
+        if str(src).endswith(".partial"):
+            raise OSError(28, "No space left on device")
+        return real_rename(src, dst)
+
+    monkeypatch.setattr(staging.os, "rename", flaky_rename)
+    with pytest.raises(OSError):
+        with StagedOutput(out, force=True) as stage:
+            (stage.path / "new.txt").write_text("new")
+    assert _listing(tmp_path) == ["bundle", "bundle/old.txt"]
+
+
+def test_bundle_error_is_a_deploy_error():
+    assert issubclass(BundleError, DeployError)
+
+
+# --------------------------------------------------------------------------- deterministic writers
+def _arrays():
+    rng = np.random.default_rng(0)
+    return {"b": rng.standard_normal((2, 3)).astype(np.float32), "a": np.arange(5, dtype=np.int64),
+            "weird name/with:chars": np.zeros((1,), np.float16), "f": np.asfortranarray(np.ones((3, 2)))}
+
+
+def test_write_npz_is_byte_identical(tmp_path):
+    write_npz(tmp_path / "1.npz", _arrays())
+    os.utime(tmp_path / "1.npz", (0, 0))
+    write_npz(tmp_path / "2.npz", dict(reversed(list(_arrays().items()))))  # other insertion order
+    assert (tmp_path / "1.npz").read_bytes() == (tmp_path / "2.npz").read_bytes()
+
+
+def test_write_npz_round_trips_and_is_a_valid_npz(tmp_path):
+    write_npz(tmp_path / "x.npz", _arrays())
+    back = read_npz(tmp_path / "x.npz")
+    assert sorted(back) == sorted(_arrays())
+    for k, v in _arrays().items():
+        np.testing.assert_array_equal(back[k], v)
+        assert back[k].dtype == v.dtype
+    with zipfile.ZipFile(tmp_path / "x.npz") as zf:
+        assert [i.filename for i in zf.infolist()] == sorted(k + ".npy" for k in _arrays())
+        assert {i.date_time for i in zf.infolist()} == {(1980, 1, 1, 0, 0, 0)}
+
+
+def test_write_json_is_sorted_and_stable(tmp_path):
+    write_json(tmp_path / "a.json", {"b": 1, "a": {"y": "ü", "x": [1.5]}})
+    write_json(tmp_path / "b.json", {"a": {"x": [1.5], "y": "ü"}, "b": 1})
+    text = (tmp_path / "a.json").read_text(encoding="utf-8")
+    assert text == (tmp_path / "b.json").read_text(encoding="utf-8")
+    assert text.endswith("}\n") and text.index('"a"') < text.index('"b"') and "ü" in text
+
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        (1 / 3, 0.333333),
+        (123456789.0, 123457000.0),
+        (-2 / 3 * 1e-9, -6.66667e-10),
+        (0.0, 0.0),
+        (5, 5),
+        (True, True),
+        ("1.23456789", "1.23456789"),
+        (None, None),
+        ({"a": [1 / 3, (2 / 3,)], "b": {"c": 1e-7 / 3}}, {"a": [0.333333, [0.666667]], "b": {"c": 3.33333e-08}}),
+    ],
+)
+def test_round_floats(value, expected):
+    assert round_floats(value) == expected
+
+
+def test_round_floats_keeps_non_finite_and_digits():
+    assert round_floats(float("inf")) == float("inf") and round_floats(float("-inf")) == float("-inf")
+    assert round_floats(float("nan")) != round_floats(float("nan"))
+    assert round_floats(1 / 3, digits=2) == 0.33
+
+
+# --------------------------------------------------------------------------- hashes
+def _bundle(tmp_path):
+    folder = tmp_path / "b"
+    (folder / "samples").mkdir(parents=True)
+    (folder / "model.onnx").write_bytes(b"model")
+    (folder / "runner.py").write_text("print(1)\n")
+    (folder / "samples" / "inputs.npz").write_bytes(b"npz")
+    (folder / "__pycache__").mkdir()
+    (folder / "__pycache__" / "runner.cpython-311.pyc").write_bytes(b"pyc")
+    (folder / MANIFEST).write_text("{}")
+    return folder
+
+
+def test_hash_files(tmp_path):
+    folder = _bundle(tmp_path)
+    hashes = hash_files(folder)
+    assert list(hashes) == ["model.onnx", "runner.py", "samples/inputs.npz"]  # sorted, POSIX, no manifest/pycache
+    assert hashes["model.onnx"] == sha256_file(folder / "model.onnx")
+    assert hashes["runner.py"] == hashlib.sha256(b"print(1)\n").hexdigest()
+
+
+def test_check_hashes_clean(tmp_path):
+    folder = _bundle(tmp_path)
+    assert check_hashes(folder, {"files": hash_files(folder)}) == []
+
+
+def test_check_hashes_detects_modified_missing_and_extra(tmp_path):
+    folder = _bundle(tmp_path)
+    manifest = {"files": hash_files(folder)}
+    (folder / "runner.py").write_text("print('evil')\n")
+    (folder / "samples" / "inputs.npz").unlink()
+    (folder / "extra.txt").write_text("?")
+    problems = check_hashes(folder, manifest)
+    assert problems == [
+        "runner.py: sha256 mismatch (file changed since the build)",
+        "samples/inputs.npz: missing",
+        "extra.txt: not listed in the manifest",
+    ]
+
+
+def test_check_hashes_same_size_change(tmp_path):
+    folder = _bundle(tmp_path)
+    manifest = {"files": hash_files(folder)}
+    (folder / "model.onnx").write_bytes(b"mode1")
+    assert check_hashes(folder, manifest) == ["model.onnx: sha256 mismatch (file changed since the build)"]
+
+
+def test_check_hashes_listed_folder_is_missing(tmp_path):
+    folder = _bundle(tmp_path)
+    manifest = {"files": {**hash_files(folder), "samples": "0" * 64}}
+    assert check_hashes(folder, manifest) == ["samples: missing"]
+
+
+# --------------------------------------------------------------------------- manifest
+def test_write_bundle_metadata_then_read_and_check(tmp_path, registry):
+    folder = _bundle(tmp_path)
+    profile = registry.target("host")
+    backend = registry.backend_for(profile)(profile)
+    artifact = Artifact(files=["model.onnx"], inputs=[TensorSpec("x", [1, 3, 4, 4], layout="NCHW")],
+                        outputs=[TensorSpec("y", [1, 2])])
+    manifest = write_bundle_metadata(
+        folder, profile=profile, backend=backend, precision="fp32", artifact=artifact, source_name="m.onnx",
+        source_sha256="ab" * 32, options=BuildOptions(precision="fp32", calibration="/abs/path/calib.npy"),
+        verification={"status": "skipped"}, plugins={"z": "1", "a": "2"},
+    )
+    read = read_manifest(folder)
+    assert read == json.loads(json.dumps(manifest))
+    assert read["schema_version"] == SCHEMA_VERSION and read["target"] == "host" and read["backend"] == "onnxruntime"
+    assert read["files"] == hash_files(folder)
+    assert read["build_options"]["calibration"] == "calib.npy"  # no host paths in the manifest
+    assert list(read["plugins"]) == ["a", "z"]
+    assert check_hashes(folder, read) == []
+    text = (folder / MANIFEST).read_text()
+    assert str(tmp_path) not in text
+
+
+def test_read_manifest_not_a_folder(tmp_path):
+    with pytest.raises(BundleError, match="is not a bundle folder"):
+        read_manifest(tmp_path / "missing")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(BundleError, match="is not a bundle folder"):
+        read_manifest(tmp_path / "file")
+
+
+def test_read_manifest_missing(tmp_path):
+    with pytest.raises(BundleError, match="has no manifest.json; is it a deploykit bundle"):
+        read_manifest(tmp_path)
+
+
+@pytest.mark.parametrize("content", [b"{not json", b"", b"\xff\xfe\x00garbage"])
+def test_read_manifest_invalid_json(tmp_path, content):
+    (tmp_path / MANIFEST).write_bytes(content)
+    with pytest.raises(BundleError, match="is not valid JSON"):
+        read_manifest(tmp_path)
+
+
+@pytest.mark.parametrize("data, shown", [({"schema_version": 99}, "99"), ({}, "None"), ([1, 2], "None"),
+                                         ({"schema_version": "1"}, "'1'")])
+def test_read_manifest_wrong_schema(tmp_path, data, shown):
+    (tmp_path / MANIFEST).write_text(json.dumps(data))
+    with pytest.raises(BundleError, match=f"unsupported schema_version {shown}"):
+        read_manifest(tmp_path)
+
+
+def test_manifest_folder_is_a_manifest_path(tmp_path):
+    (tmp_path / MANIFEST).mkdir()
+    with pytest.raises(BundleError, match="has no manifest.json"):
+        read_manifest(tmp_path)
