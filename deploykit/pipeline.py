@@ -155,7 +155,7 @@ def build(request: BuildRequest, registry: Registry | None = None, reporter: Rep
 
         model = upgrade_opset(model, 13)  # per-channel QuantizeLinear/DequantizeLinear
         with reporter.stage("calibrate + quantize"):
-            quant = quantize_model(model, calibration, backend.quant_scheme, quant_config, log=reporter.log)
+            quant = quantize_model(model, calibration, backend.quant_scheme, quant_config, log=_log_or_warn(reporter))
             model = quant.model
     if verify_set is None:
         verify_set = random_samples(inputs, VERIFY_SAMPLES, seed=0)
@@ -212,6 +212,16 @@ def build(request: BuildRequest, registry: Registry | None = None, reporter: Rep
             quantization=_quant_summary(quant),
         )
     return BuildResult(out_dir=out_dir.absolute(), manifest=manifest, report=report)
+
+
+def _log_or_warn(reporter: Reporter):
+    def log(message: str) -> None:
+        if message.startswith("warning: "):
+            reporter.warn(message[len("warning: "):])
+        else:
+            reporter.log(message)
+
+    return log
 
 
 def _quant_summary(quant) -> dict[str, Any] | None:

@@ -21,7 +21,7 @@ def _ints(node: ir.Node, name: str, default=None):
     return list(a.value) if a is not None else default
 
 
-def spatial_padding(in_hw, k_hw, strides, dil, pads, auto_pad, out_hw):
+def spatial_padding(in_hw, k_hw, strides, dil, pads, auto_pad, out_hw, allow_same=True):
     """(padding enum, explicit [[top, bottom], [left, right]] or None) so that a TFLite window op
     reproduces the ONNX output size and alignment."""
     n = len(in_hw)
@@ -47,7 +47,7 @@ def spatial_padding(in_hw, k_hw, strides, dil, pads, auto_pad, out_hw):
     if all(b == 0 for b in begin) and all(
             (in_hw[i] + end[i] - eff[i]) // strides[i] + 1 == out_hw[i] for i in range(n)):
         return VALID, (None if all(e == 0 for e in end) else [[0, e] for e in end])
-    if all(begin[i] == same[i][0] and end[i] == same[i][1] and out_hw[i] == same[i][2] for i in range(n)):
+    if allow_same and all(begin[i] == same[i][0] and end[i] == same[i][1] and out_hw[i] == same[i][2] for i in range(n)):
         return SAME, None
     return VALID, [[b, e] for b, e in zip(begin, end)]
 
@@ -223,10 +223,11 @@ def pool(ctx: Lowering, node: ir.Node):
     out = ctx.out(node.outputs[0], NHWC)
     k = _ints(node, "kernel_shape")
     strides = _ints(node, "strides", [1, 1])
-    padding, explicit = spatial_padding(x.shape[1:3], k, strides, [1, 1], _ints(node, "pads"),
-                                        node.attributes.get_string("auto_pad", "NOTSET"), out.shape[1:3])
-    code = "MAX_POOL_2D" if kind == "MaxPool" else "AVERAGE_POOL_2D"
     count_pad = node.attributes.get_int("count_include_pad", 0)
+    padding, explicit = spatial_padding(x.shape[1:3], k, strides, [1, 1], _ints(node, "pads"),
+                                        node.attributes.get_string("auto_pad", "NOTSET"), out.shape[1:3],
+                                        allow_same=not (kind == "AveragePool" and count_pad))
+    code = "MAX_POOL_2D" if kind == "MaxPool" else "AVERAGE_POOL_2D"
     correction = None
     if explicit:
         if kind == "MaxPool":

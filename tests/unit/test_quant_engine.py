@@ -1,0 +1,217 @@
+"""The quantization engine: observers, range methods, plans under schemes, QDQ models, search."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+import modelzoo
+from deploykit.ir import graph_inputs, load_model
+from deploykit.ir.opset import upgrade_opset
+from deploykit.passes import canonicalize
+from deploykit.quant.calibration import SampleSet, random_samples
+from deploykit.quant.collect import GraphIndex, collect_statistics
+from deploykit.quant.engine import AccuracyBudget, QuantConfig, evaluate, quantize_model
+from deploykit.quant.equalize import equalize_model
+from deploykit.quant.observers import TensorObserver
+from deploykit.quant.plan import build_plan
+from deploykit.quant.qdq import build_qdq_model
+from deploykit.quant.ranges import METHODS, compute_range
+from deploykit.quant.scheme import QuantScheme
+from deploykit.errors import DeployError
+
+pytestmark = pytest.mark.unit
+
+SCHEME = QuantScheme()
+
+
+def _prepared(path):
+    return upgrade_opset(canonicalize(load_model(path)), 13)
+
+
+def _ort(model: onnx.ModelProto, feed):
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return sess.run(None, feed)
+
+
+def test_observer_exact_minmax_tails_and_bounded_memory():
+    obs = TensorObserver("t")
+    rng = np.random.default_rng(0)
+    data = [rng.standard_normal(100_000).astype(np.float32) for _ in range(20)]
+    for d in data:
+        obs.observe(d)
+    all_ = np.concatenate(data)
+    assert obs.lo == all_.min() and obs.hi == all_.max() and obs.count == all_.size
+    assert obs.sample.size <= 1 << 15
+    assert abs(obs.quantile(0.9999) - np.quantile(all_, 0.9999)) < 0.05
+    assert abs(obs.quantile(0.5) - np.quantile(all_, 0.5)) < 0.05
+    assert obs.nbytes() < 1 << 20
+
+
+def test_observer_channel_mean_and_nonfinite():
+    obs = TensorObserver("t", channel_axis=1)
+    x = np.arange(2 * 3 * 4, dtype=np.float32).reshape(2, 3, 4)
+    obs.observe(x)
+    np.testing.assert_allclose(obs.channel_mean, x.transpose(1, 0, 2).reshape(3, -1).mean(axis=1))
+    obs.observe(np.array([np.nan, 1.0], np.float32).reshape(1, 2, 1)[:, :1].repeat(3, axis=1))
+    assert obs.nonfinite == 3
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_range_methods_include_zero_and_clip_outliers(method):
+    obs = TensorObserver("t")
+    rng = np.random.default_rng(1)
+    x = np.abs(rng.standard_normal(200_000)).astype(np.float32)
+    x[:5] = 100.0  # outliers
+    obs.observe(x)
+    lo, hi = compute_range(method, obs)
+    assert lo == 0.0 and 0 < hi <= 100.0
+    if method in ("percentile", "entropy"):
+        assert hi < 50.0, f"{method} should clip rare outliers, got {hi}"
+    if method == "mse":  # never worse than min/max in fake-quant MSE over all the data
+        from deploykit.quant.params import params_from_range
+
+        def err(h):
+            p = params_from_range(0.0, h, "int8")
+            return float(np.mean((p.dequantize(p.quantize(x)) - x) ** 2))
+
+        assert err(hi) <= err(100.0) * 1.01
+
+
+def test_accuracy_budget_parse():
+    assert AccuracyBudget.parse(None) == AccuracyBudget("sqnr", 20.0)
+    assert AccuracyBudget.parse("cosine=0.999") == AccuracyBudget("cosine", 0.999)
+    assert AccuracyBudget.parse("sqnr>=30").threshold == 30.0
+    for bad in ("top5=1", "cosine=2", "sqnr"):
+        with pytest.raises(DeployError):
+            AccuracyBudget.parse(bad)
+
+
+def test_qdq_model_matches_manual_fake_quant(tmp_path):
+    """A single Conv: the QDQ model equals conv(fq(x), fq(w)) + b computed with numpy-quantized params."""
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((4, 2, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(4).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w", "b"], ["y"], name="conv")], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 6, 6])],
+        [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    samples = SampleSet({"x": rng.standard_normal((8, 2, 8, 8)).astype(np.float32)},
+                        graph_inputs(load_model(_save(model, tmp_path / "m.onnx"))))
+    index = GraphIndex(model)
+    observers, feeds, refs = collect_statistics(model, samples)
+    plan = build_plan(index, observers, SCHEME, "minmax", bias_correction=False)
+    assert plan.weights["w"].axis == 0 and plan.weights["w"].per_channel
+    assert np.all(plan.weights["w"].zero_point == 0)  # symmetric weights
+    assert plan.biases["b"].dtype == "int32"
+    np.testing.assert_allclose(plan.biases["b"].scale, plan.activations["x"].scale * plan.weights["w"].scale, rtol=1e-6)
+    qdq = build_qdq_model(model, plan, index)
+    ops = [n.op_type for n in qdq.graph.node]
+    assert ops.count("QuantizeLinear") == 2 and ops.count("DequantizeLinear") == 4  # Q+DQ on x and y; DQ on w and b
+    assert {t.name for t in qdq.graph.initializer}.isdisjoint({"w", "b"}), "float weights left behind"
+    x = feeds[0]["x"]
+    px, pw, py = plan.activations["x"], plan.weights["w"], plan.activations["y"]
+    xq = px.dequantize(px.quantize(x))
+    wq = pw.dequantize(pw.quantize(w))
+    bq = plan.biases["b"].dequantize(plan.biases["b"].quantize(b))
+    ref_model = helper.make_model(helper.make_graph(
+        [helper.make_node("Conv", ["x", "w", "b"], ["y"])], "r",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 6, 6])],
+        [numpy_helper.from_array(wq, "w"), numpy_helper.from_array(bq, "b")]), opset_imports=[helper.make_opsetid("", 13)])
+    expect = _ort(ref_model, {"x": xq})[0]
+    expect = py.dequantize(py.quantize(expect))
+    np.testing.assert_allclose(_ort(qdq, {"x": x})[0], expect, atol=float(py.scale) * 1.01)
+
+
+def _save(model, path):
+    onnx.save(model, str(path))
+    return path
+
+
+def test_shared_scales_and_symmetric_activations(tmp_path):
+    model = _prepared(modelzoo.small_cnn(tmp_path / "m.onnx"))
+    proto = onnx.load_from_string(onnx.ModelProto.SerializeToString(__import__("onnx_ir").to_proto(model)))
+    samples = random_samples(graph_inputs(model), 8)
+    observers, _, _ = collect_statistics(proto, samples)
+    scheme = QuantScheme(activation_symmetric=True, activation_dtype="int8")
+    plan = build_plan(GraphIndex(proto), observers, scheme, "minmax")
+    assert all(int(np.ravel(p.zero_point)[0]) == 0 for p in plan.activations.values())
+    pool = next(n for n in proto.graph.node if n.op_type == "MaxPool")
+    a, b = plan.activations[pool.input[0]], plan.activations[pool.output[0]]
+    assert float(a.scale) == float(b.scale), "MaxPool must keep its input's scale"
+    fixed = QuantScheme(fixed_output_params={"Softmax": (1 / 256, -128)})
+    plan = build_plan(GraphIndex(proto), observers, fixed, "minmax")
+    sm = next(n for n in proto.graph.node if n.op_type == "Softmax")
+    assert float(plan.activations[sm.output[0]].scale) == pytest.approx(1 / 256)
+
+
+def test_equalization_preserves_function(tmp_path, ppocr_cls):
+    model = upgrade_opset(canonicalize(load_model(ppocr_cls, {"x": [1, 3, 48, 192]})), 13)
+    proto = __import__("onnx_ir").to_proto(model)
+    eq, pairs = equalize_model(proto)
+    assert pairs, "PP-OCR cls has conv -> relu -> depthwise pairs"
+    x = np.random.default_rng(0).uniform(-1, 1, (1, 3, 48, 192)).astype(np.float32)
+    np.testing.assert_allclose(_ort(eq, {"x": x})[0], _ort(proto, {"x": x})[0], rtol=1e-4, atol=1e-5)
+
+
+def test_bias_correction_reduces_error(tmp_path):
+    model = _prepared(modelzoo.small_cnn(tmp_path / "m.onnx"))
+    samples = random_samples(graph_inputs(model), 16, seed=3)
+    cfgs = [QuantConfig(method="minmax", bias_correction=bc, equalize="off") for bc in (False, True)]
+    results = [quantize_model(model, samples, SCHEME, c) for c in cfgs]
+    logits_sqnr = [min(m["sqnr_db"] for m in r.metrics.values()) for r in results]
+    assert logits_sqnr[1] >= logits_sqnr[0] - 0.5
+
+
+def test_auto_picks_best_method_and_reports_layers(tmp_path):
+    model = _prepared(modelzoo.small_cnn(tmp_path / "m.onnx"))
+    samples = random_samples(graph_inputs(model), 16)
+    r = quantize_model(model, samples, SCHEME, QuantConfig())
+    tried = {t["method"]: t["score"] for t in r.report["methods_tried"]}
+    assert set(tried) == set(METHODS)
+    assert r.report["range_method"] == max(tried, key=tried.get)
+    assert r.report["layers"] and {"node", "range_method", "scale", "sqnr_db", "fallback"} <= set(r.report["layers"][0])
+
+
+def test_fallback_search_meets_tight_budget(tmp_path):
+    model = _prepared(modelzoo.small_transformer(tmp_path / "m.onnx"))
+    samples = random_samples(graph_inputs(model), 16)
+    loose = quantize_model(model, samples, SCHEME, QuantConfig(method="minmax"))
+    target = min(m["sqnr_db"] for m in loose.metrics.values()) + 6
+    tight = quantize_model(model, samples, SCHEME, QuantConfig(method="minmax", budget=AccuracyBudget("sqnr", target),
+                                                                max_fallback_fraction=1.0))
+    assert tight.fallback, "a tighter budget must move layers to float"
+    assert tight.budget_met == (min(m["sqnr_db"] for m in tight.metrics.values()) >= target)
+    sens = [row for row in tight.report["layers"] if "alone_output_sqnr_db" in row]
+    assert sens
+    # no mixed precision: budget missed, no fallback, still a result
+    strict_scheme = QuantScheme(mixed_precision=False)
+    r = quantize_model(model, samples, strict_scheme, QuantConfig(method="minmax", budget=AccuracyBudget("sqnr", 200)))
+    assert not r.fallback and not r.budget_met
+
+
+def test_constant_calibration_warns(tmp_path):
+    model = _prepared(modelzoo.small_cnn(tmp_path / "m.onnx"))
+    specs = graph_inputs(model)
+    samples = SampleSet({specs[0].name: np.zeros((8, 3, 16, 16), np.float32)}, specs)
+    logs = []
+    quantize_model(model, samples, SCHEME, QuantConfig(method="minmax"), log=logs.append)
+    assert any("all zero" in m and "image" in m for m in logs)
+
+
+def test_qdq_simulation_close_to_fp32_on_real_model(ppocr_cls):
+    model = upgrade_opset(canonicalize(load_model(ppocr_cls, {"x": [1, 3, 48, 192]})), 13)
+    samples = SampleSet({"x": np.random.default_rng(0).uniform(-1, 1, (24, 3, 48, 192)).astype(np.float32)}, graph_inputs(model))
+    r = quantize_model(model, samples, SCHEME, QuantConfig())
+    assert r.budget_met
+    feeds = [samples.feed(i) for i in range(4)]
+    proto = __import__("onnx_ir").to_proto(r.model)
+    refs = [dict(zip([o.name for o in proto.graph.output], _ort(proto, f))) for f in feeds]
+    m = evaluate(r.qdq_model, feeds, refs)
+    assert min(v["cosine"] for v in m.values()) > 0.99
