@@ -57,6 +57,7 @@ class BuildRequest:
     calibration_samples: int | None = None
     calibration_method: str = "auto"
     accuracy_budget: str | None = None
+    images: Any = None  # deploykit.quant.images.ImagePreprocess for image-folder calibration
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -145,7 +146,7 @@ def build(request: BuildRequest, registry: Registry | None = None, reporter: Rep
     calibration = verify_set = None
     if request.calibration:
         with reporter.stage("calibration data"):
-            samples = load_samples(request.calibration, inputs, limit=request.calibration_samples)
+            samples = load_samples(request.calibration, inputs, limit=request.calibration_samples, images=request.images)
             calibration, verify_set = _split_samples(samples)
             reporter.log(f"{len(calibration)} calibration / {len(verify_set)} held-out verification samples")
     quant = None

@@ -20,8 +20,14 @@ def build_command(
     input_shape: list[str] = typer.Option([], "--input-shape", help="Pin dynamic dims: NAME:D0,D1,... (repeat per input)."),
     calibration: Optional[str] = typer.Option(
         None, "--calibration", "-c",
-        help=".npy (samples stacked on axis 0, shaped like the input without batch) or .npz (one array per input name). Required for int8.",
+        help=".npy (samples stacked on axis 0, shaped like the input without batch), .npz (one array per input name), "
+        "or a folder of images (see --calib-*). Required for int8.",
     ),
+    calib_mean: Optional[str] = typer.Option(None, "--calib-mean", help="Image folders: per-channel mean after scaling, e.g. 0.485,0.456,0.406 [default: 0]."),
+    calib_std: Optional[str] = typer.Option(None, "--calib-std", help="Image folders: per-channel std, e.g. 0.229,0.224,0.225 [default: 1]."),
+    calib_scale: float = typer.Option(255.0, "--calib-scale", help="Image folders: divide pixel values by this first."),
+    calib_bgr: bool = typer.Option(False, "--calib-bgr", help="Image folders: feed BGR channel order instead of RGB."),
+    calib_layout: str = typer.Option("auto", "--calib-layout", help="Image folders: auto, nchw or nhwc."),
     calibration_samples: Optional[int] = typer.Option(
         None, "--calibration-samples", help="Use only the first N samples of the calibration data [default: all]."),
     calibration_method: str = typer.Option(
@@ -46,11 +52,20 @@ def build_command(
         from deploykit.errors import DeployError
 
         raise DeployError(f"unknown --io {io!r}; use float or int8")
+    from deploykit.quant.images import ImagePreprocess
+
+    if calib_layout not in ("auto", "nchw", "nhwc"):
+        from deploykit.errors import DeployError
+
+        raise DeployError(f"unknown --calib-layout {calib_layout!r}; use auto, nchw or nhwc")
+    images = ImagePreprocess(mean=ImagePreprocess.parse_floats(calib_mean, "--calib-mean", (0.0,)),
+                             std=ImagePreprocess.parse_floats(calib_std, "--calib-std", (1.0,)),
+                             scale=calib_scale, bgr=calib_bgr, layout=calib_layout)
     reporter = RichReporter()
     result = build(
         BuildRequest(model=model, target=target, output=output, precision=precision, input_shapes=list(input_shape),
                      calibration=calibration, force=force, io=io, calibration_samples=calibration_samples,
-                     calibration_method=calibration_method, accuracy_budget=accuracy_budget),
+                     calibration_method=calibration_method, accuracy_budget=accuracy_budget, images=images),
         reporter=reporter,
     )
     verification = result.manifest["verification"]

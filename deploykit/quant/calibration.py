@@ -92,10 +92,11 @@ def _check_array(name: str, arr: np.ndarray, spec: TensorSpec, source: str, limi
     return np.ascontiguousarray(arr.astype(target, copy=False))
 
 
-def load_samples(path: str | Path, inputs: list[TensorSpec], limit: int | None = None) -> SampleSet:
+def load_samples(path: str | Path, inputs: list[TensorSpec], limit: int | None = None, images=None) -> SampleSet:
     """Read ``.npy`` / ``.npz`` sample data for ``inputs`` and validate it.
 
     ``.npy`` files are memory-mapped, so samples stream from disk; ``limit`` keeps the first N.
+    A folder is read as images (``images``: a :class:`~deploykit.quant.images.ImagePreprocess`).
     """
     if limit is not None and limit < 1:
         raise CalibrationError(f"--calibration-samples must be >= 1, got {limit}")
@@ -104,9 +105,9 @@ def load_samples(path: str | Path, inputs: list[TensorSpec], limit: int | None =
         raise CalibrationError(f"calibration data {str(p)!r} does not exist")
     source = p.name
     if p.is_dir():
-        raise CalibrationError(
-            f"calibration folder {str(p)!r}: image folders are not supported yet; pass a .npy (one input) or .npz (one array per input)"
-        )
+        from deploykit.quant.images import ImagePreprocess, load_image_folder
+
+        return load_image_folder(p, inputs, images or ImagePreprocess(), limit)
     try:
         if p.suffix == ".npz":
             with np.load(p, allow_pickle=False) as z:

@@ -159,3 +159,23 @@ def test_dynamic_batch_pinned(cli, tmp_path):
     assert res.returncode == 0, res.stderr
     m = json.loads((tmp_path / "b" / "manifest.json").read_text())
     assert m["inputs"][0]["shape"] == [2, 3, 16, 16]
+
+
+def test_int8_from_image_folder(cli, tmp_path, cnn):
+    from PIL import Image
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(12):
+        Image.fromarray(rng.integers(0, 255, (20 + i, 24, 3), dtype=np.uint8)).save(folder / f"img{i:02d}.png")
+    res = cli("build", cnn, "--target", "host", "-o", tmp_path / "q", "-p", "int8", "-c", folder,
+              "--calib-mean", "0.5,0.5,0.5", "--calib-std", "0.25", "--json")
+    assert res.returncode == 0, res.stderr
+    m = json.loads(res.stdout)["manifest"]
+    assert m["quantization"]["calibration_samples"] == 10  # 12 images, 2 held out for verification
+    assert m["verification"]["status"] == "passed"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    res = cli("build", cnn, "--target", "host", "-o", tmp_path / "q2", "-p", "int8", "-c", empty)
+    assert res.returncode != 0 and "has no images" in res.stderr and not (tmp_path / "q2").exists()
