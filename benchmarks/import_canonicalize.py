@@ -151,6 +151,8 @@ def summarize(path: Path, timing: list[dict], traced: list[dict]) -> dict:
         "import_s": round(_median(timing, "import_s"), 4),
         "canonicalize_s": round(_median(timing, "canonicalize_s"), 4),
         "total_s": round(statistics.median(r["import_s"] + r["canonicalize_s"] for r in timing), 4),
+        "total_s_min_max": [round(min(r["import_s"] + r["canonicalize_s"] for r in timing), 4),
+                            round(max(r["import_s"] + r["canonicalize_s"] for r in timing), 4)],
         "rss_baseline_mb": round(_median(timing, "rss_after_imports_mb"), 1),
         "peak_rss_import_mb": round(_median(timing, "rss_after_import_mb"), 1),
         "peak_rss_mb": round(_median(timing, "rss_after_canonicalize_mb"), 1),
@@ -194,7 +196,13 @@ def write_markdown(report: dict, path: Path) -> None:
     total = sum(r["total_s"] for r in rows)
     lines += [
         "",
-        f"Sum over the {len(rows)} models (medians): {total:.2f} s.",
+        f"Sum over the {len(rows)} models (medians): {total:.2f} s. Spread of import+canonicalize over the repeats "
+        "(min–max, s): " + ", ".join(f"{r['model'][6:]} {r['total_s_min_max'][0]:.2f}–{r['total_s_min_max'][1]:.2f}"
+                                      for r in rows) + ".",
+        "",
+        f"Load average (1/5/15 min) at start {report['load_average_1_5_15']['start']}, at end "
+        f"{report['load_average_1_5_15']['end']} on {m['cores']} cores: the machine was shared, so wall times are "
+        "noisy (memory figures are not).",
         "",
         "Peak RSS is the process's `ru_maxrss` (includes the interpreter and the imported libraries — see the "
         "baseline). tracemalloc sees Python/numpy allocations only, not onnx's C++ protobuf buffers.",
@@ -224,6 +232,7 @@ def main(argv: list[str] | None = None) -> int:
         print("no light_* models found (is onnx installed?)", file=sys.stderr)
         return 1
     start = time.time()
+    load_before = [round(x, 2) for x in os.getloadavg()]
     rows = []
     for path in models:
         timing = [_run_child(path, "timing") for _ in range(args.repeats)]
@@ -243,6 +252,7 @@ def main(argv: list[str] | None = None) -> int:
         "largest_model": {k: largest[k] for k in largest if k != "runs"},
         "models": rows,
         "elapsed_s": round(time.time() - start, 1),
+        "load_average_1_5_15": {"start": load_before, "end": [round(x, 2) for x in os.getloadavg()]},
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "import_canonicalize.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")

@@ -15,6 +15,9 @@ from deploykit.quant.observers import TensorObserver
 from deploykit.quant.roles import FLOAT_TYPES, WEIGHT_OPS
 
 
+BUFFER_BYTES = 64 << 20
+
+
 @dataclass
 class GraphIndex:
     """Name-level view of an ONNX graph: producers, consumers, initializers, float tensors."""
@@ -86,7 +89,7 @@ def collect_statistics(
             augmented.graph.output.add().name = name
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads or min(os.cpu_count() or 1, 8)
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
     so.log_severity_level = 3
     sess = ort.InferenceSession(augmented.SerializeToString(), so, providers=["CPUExecutionProvider"])
     out_names = [o.name for o in sess.get_outputs()]
@@ -94,20 +97,45 @@ def collect_statistics(
     observers = {n: TensorObserver(n, seed=k, channel_axis=_channel_axis_for(index, n)) for k, n in enumerate(acts)}
     eval_feeds, eval_refs = [], []
     total = len(samples)
+    # Several samples' tensors are observed at once (fewer, larger numpy calls), within a memory cap.
+    buffers: dict[str, list[np.ndarray]] = {n: [] for n in observers}
+    buffered = 0
+
+    def flush() -> None:
+        for name, chunks in buffers.items():
+            if not chunks:
+                continue
+            obs = observers[name]
+            if len(chunks) == 1:
+                obs.observe(chunks[0])
+            elif obs.channel_axis is None:
+                obs.observe(np.concatenate([c.reshape(-1) for c in chunks]))
+            elif len({c.shape[1:] for c in chunks}) == 1:
+                obs.observe(np.concatenate(chunks))
+            else:  # shapes differ between samples: observe one by one
+                for c in chunks:
+                    obs.observe(c)
+            chunks.clear()
+
     for k, feed in enumerate(_iter(samples)):
         values = sess.run(out_names, {n: v for n, v in feed.items() if n in want_inputs})
         by_name = dict(zip(out_names, values))
-        for name, obs in observers.items():
+        for name in observers:
             v = by_name.get(name)
             if v is None:
                 v = feed.get(name)
             if v is not None and np.issubdtype(np.asarray(v).dtype, np.floating):
-                obs.observe(v)
+                buffers[name].append(np.asarray(v))
+                buffered += np.asarray(v).nbytes
+        if buffered > BUFFER_BYTES:
+            flush()
+            buffered = 0
         if k < eval_count:
             eval_feeds.append(feed)
             eval_refs.append({o: np.asarray(by_name[o]) for o in index.graph_outputs})
         if progress:
             progress(k + 1, total)
+    flush()
     return observers, eval_feeds, eval_refs
 
 

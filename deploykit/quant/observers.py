@@ -60,17 +60,21 @@ class TensorObserver:
             self._chan_sum += s
             self._chan_n += n
         flat = x.reshape(-1).astype(np.float32, copy=False)
-        finite = np.isfinite(flat)
-        if not finite.all():
+        mn, mx = float(flat.min()), float(flat.max())
+        if not (np.isfinite(mn) and np.isfinite(mx)):  # NaN/Inf propagate into min/max
+            finite = np.isfinite(flat)
             self.nonfinite += int((~finite).sum())
             flat = flat[finite]
             if flat.size == 0:
                 return
+            mn, mx = float(flat.min()), float(flat.max())
         self.count += flat.size
-        self.lo = min(self.lo, float(flat.min()))
-        self.hi = max(self.hi, float(flat.max()))
-        self._top = _merge_tail(self._top, flat, largest=True)
-        self._bottom = _merge_tail(self._bottom, flat, largest=False)
+        self.lo = min(self.lo, mn)
+        self.hi = max(self.hi, mx)
+        if self._top.size < TAIL or mx > self._top[0]:
+            self._top = _merge_tail(self._top, flat, largest=True)
+        if self._bottom.size < TAIL or mn < self._bottom[-1]:
+            self._bottom = _merge_tail(self._bottom, flat, largest=False)
         self._add_reservoir(flat)
 
     def _add_reservoir(self, flat: np.ndarray) -> None:

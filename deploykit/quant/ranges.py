@@ -40,28 +40,29 @@ def _fake_quant_mse(values: np.ndarray, lo: np.ndarray, hi: np.ndarray, levels: 
     return np.mean(err * err, axis=1)
 
 
-def mse_range(obs: TensorObserver, dtype: str = "int8", symmetric: bool = False, candidates: int = 48, **_: object) -> tuple[float, float]:
-    values = obs.sample[:: max(1, obs.sample.size // 16384)].astype(np.float64)
+def mse_range(obs: TensorObserver, dtype: str = "int8", symmetric: bool = False, candidates: int = 20, **_: object) -> tuple[float, float]:
+    values = obs.sample[:: max(1, obs.sample.size // 8192)].astype(np.float64)
     if values.size == 0 or obs.lo == obs.hi:
         return float(obs.lo), float(obs.hi)
     qmin, qmax = INT_RANGES[dtype]
     levels = qmax - qmin + 1
-    fracs = np.linspace(0.05, 1.0, candidates)
     if symmetric:
-        amax = max(abs(obs.lo), abs(obs.hi))
-        lo_c, hi_c = -amax * fracs, amax * fracs
-        # symmetric grids have 255 usable levels for int8
-        levels -= 1
-    else:
-        lo_c, hi_c = obs.lo * fracs, obs.hi * fracs
+        levels -= 1  # symmetric grids have 255 usable levels for int8
+    amax = max(abs(obs.lo), abs(obs.hi))
     # include the exact tails so clipping of rare outliers is weighed correctly
     tails = np.concatenate([obs._top, obs._bottom]).astype(np.float64)
     weight_tail = tails.size / max(obs.count, 1)
-    mse = _fake_quant_mse(values, lo_c, hi_c, levels)
-    if tails.size:
-        mse = (1 - weight_tail) * mse + weight_tail * _fake_quant_mse(tails, lo_c, hi_c, levels)
-    best = int(np.argmin(mse))
-    return float(lo_c[best]), float(hi_c[best])
+
+    def search(fracs: np.ndarray) -> float:
+        lo_c, hi_c = (-amax * fracs, amax * fracs) if symmetric else (obs.lo * fracs, obs.hi * fracs)
+        mse = _fake_quant_mse(values, lo_c, hi_c, levels)
+        if tails.size:
+            mse = (1 - weight_tail) * mse + weight_tail * _fake_quant_mse(tails, lo_c, hi_c, levels)
+        return float(fracs[int(np.argmin(mse))])
+
+    coarse = search(np.linspace(0.05, 1.0, candidates))  # coarse, then fine around the best
+    best = search(np.clip(np.linspace(coarse - 0.05, coarse + 0.05, candidates), 0.01, 1.0))
+    return (-amax * best, amax * best) if symmetric else (float(obs.lo * best), float(obs.hi * best))
 
 
 def _kl_threshold(hist: np.ndarray, edges: np.ndarray, levels: int = 128, step: int = 16) -> float:
@@ -92,7 +93,7 @@ def _kl_threshold(hist: np.ndarray, edges: np.ndarray, levels: int = 128, step: 
     return float(edges[best_i])
 
 
-def entropy_range(obs: TensorObserver, bins: int = 2048, **_: object) -> tuple[float, float]:
+def entropy_range(obs: TensorObserver, bins: int = 1024, **_: object) -> tuple[float, float]:
     values = np.concatenate([obs.sample, obs._top, obs._bottom]).astype(np.float64)
     if values.size == 0 or obs.lo == obs.hi:
         return float(obs.lo), float(obs.hi)
