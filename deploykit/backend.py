@@ -189,7 +189,10 @@ class Backend:
 
     # -- the build steps ----------------------------------------------------------------
     def check_precision(self, precision: str) -> None:
-        """Raise a :class:`DeployError` when this target cannot build ``precision``."""
+        """Raise a :class:`DeployError` when this target cannot build ``precision``.
+
+        Override to explain *why* a device lacks a precision (e.g. no fast int8) and what to use.
+        """
         if precision not in self.precisions or precision not in self.profile.precisions:
             allowed = [p for p in self.profile.precisions if p in self.precisions]
             raise DeployError(

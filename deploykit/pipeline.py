@@ -96,6 +96,8 @@ def build(request: BuildRequest, registry: Registry | None = None, reporter: Rep
     profile = registry.target(request.target)
     precision = request.precision or profile.default_precision
     if precision not in profile.precisions:
+        if profile.backend in registry.backends:  # the backend may know a better reason (and suggestion)
+            registry.backends[profile.backend](profile).check_precision(precision)
         raise DeployError(
             f"target {profile.name!r} does not support --precision {precision}; use one of: {', '.join(profile.precisions)}"
         )

@@ -503,7 +503,7 @@ def main(argv: list[str] | None = None) -> int:
     res = {"quick": args.quick, "label": args.label,
            "deploykit_source": "--deploykit-src tree" if args.deploykit_src else "installed (working tree)",
            "machine": machine_info(cpus, args.deploykit_src), "models": [], "notes": [
-        "cls accuracy on 300 samples: one sample = 0.33 pt; rec char accuracy counts characters "
+        "cls top-1 on N held-out lines: one sample = 100/N pt (N=300: 0.33 pt); rec char accuracy counts characters "
         "(spaces ignored, as PaddleOCR's RecMetric); line acc = exact line match.",
         "Best ORT method for the accuracy goal = best over all ORT configurations run (both activation types).",
         "ORT input: the source model upgraded to opset 13 (per-channel DequantizeLinear needs it; at "

@@ -14,7 +14,9 @@ class TensorSpec:
     """One model input or output as the *user* sees it (the source model's view).
 
     ``layout`` is the layout the runner accepts/returns (always the source model's);
-    ``quantization`` describes integer I/O of the artifact when the runner (de)quantizes it.
+    ``quantization`` describes integer I/O of the artifact when the runner (de)quantizes it;
+    ``artifact`` tells the runner how the artifact differs: ``{"name": tensor name in the artifact,
+    "perm": transpose from the source layout, "dtype": artifact dtype, "scale", "zero_point"}``.
     """
 
     name: str
@@ -22,12 +24,15 @@ class TensorSpec:
     dtype: str = "float32"
     layout: str = "ND"
     quantization: dict[str, Any] | None = None
+    artifact: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
         if not d["extra"]:
             d.pop("extra")
+        if d["artifact"] is None:
+            d.pop("artifact")
         return d
 
 

@@ -7,6 +7,8 @@ the precision pass (``fp16.py`` or ``int8.py``), then serialize (``emitter.py``)
 
 from __future__ import annotations
 
+import dataclasses
+
 from typing import Any, ClassVar
 
 import onnx_ir as ir
@@ -40,18 +42,10 @@ XNNPACK_SCHEME = QuantScheme(
 )
 
 
-class TFLiteSpec(TensorSpec):
-    """A TensorSpec whose JSON carries the runner's ``artifact`` mapping at top level."""
-
-    def __init__(self, base: TensorSpec, artifact: dict[str, Any], quantization: dict[str, Any] | None = None):
-        super().__init__(name=base.name, shape=list(base.shape), dtype=base.dtype, layout=base.layout,
-                         quantization=quantization, extra=dict(base.extra))
-        self.artifact = artifact
-
-    def to_json(self) -> dict[str, Any]:
-        d = super().to_json()
-        d["artifact"] = dict(self.artifact)
-        return d
+def TFLiteSpec(base: TensorSpec, artifact: dict[str, Any], quantization: dict[str, Any] | None = None) -> TensorSpec:
+    """The source model's spec plus how the .tflite tensor differs (layout, dtype, quantization)."""
+    return dataclasses.replace(base, shape=list(base.shape), quantization=quantization, artifact=dict(artifact),
+                               extra=dict(base.extra))
 
 
 class TFLiteBackend(Backend):

@@ -118,8 +118,9 @@ def test_missing_file(tmp_path):
         load_samples(tmp_path / "nope.npy", [IMG])
 
 
-def test_folder_is_not_supported_yet(tmp_path):
-    with pytest.raises(CalibrationError, match="image folders are not supported"):
+def test_folder_without_images_is_a_calibration_error(tmp_path):
+    (tmp_path / "notes.txt").write_text("no images here")
+    with pytest.raises(CalibrationError, match="calibration folder"):
         load_samples(tmp_path, [IMG])
 
 
@@ -216,7 +217,7 @@ def test_calibration_error_is_a_deploy_error():
 
 @pytest.mark.xfail(
     strict=True,
-    reason="bug: deploykit/quant/calibration.py:56 rejects every bool array (kind 'b' in \"USVb\"), so a bool "
+    reason="bug: deploykit/quant/calibration.py _check_array rejects every bool array (`arr.dtype.kind in \"USVb\"`), so a bool "
     "model input can never get calibration data ('has dtype bool; expected bool')",
 )
 def test_bool_input_accepts_bool_data(tmp_path):
@@ -228,7 +229,7 @@ def test_bool_input_accepts_bool_data(tmp_path):
 
 @pytest.mark.xfail(
     strict=True,
-    reason="bug: deploykit/quant/calibration.py:96 uses `with np.load(p)` for any .npz suffix; a .npy file "
+    reason="bug: deploykit/quant/calibration.py load_samples uses `with np.load(p) as z` for any .npz suffix; a .npy file "
     "named *.npz returns an ndarray and crashes with TypeError (no context manager) instead of a CalibrationError",
 )
 def test_npy_content_under_npz_suffix_is_a_clear_error_or_works(tmp_path):
