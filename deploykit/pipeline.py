@@ -104,10 +104,10 @@ def build(request: BuildRequest, registry: Registry | None = None, reporter: Rep
     backend_cls = registry.backend_for(profile)
     missing = backend_cls.missing_host_modules()
     if missing:
-        raise DeployError(
-            f"the {backend_cls.name!r} backend needs {', '.join(missing)} on this machine; "
-            f"install it with: pip install 'deploykit[{backend_cls.name}]'"
-        )
+        from deploykit.plugins import install_hint
+
+        raise DeployError(f"the {backend_cls.name!r} backend needs {', '.join(missing)} on this machine; "
+                          f"{install_hint(backend_cls.name)}")
     backend: Backend = backend_cls(profile)
     backend.check_precision(precision)
     if precision == "int8" and not request.calibration:

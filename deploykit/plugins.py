@@ -110,10 +110,24 @@ class Registry:
     def backend_for(self, profile: TargetProfile) -> type[Backend]:
         if profile.backend not in self.backends:
             raise TargetError(
-                f"target {profile.name!r} needs the {profile.backend!r} backend, which is not installed; "
-                f"install it with: pip install 'deploykit[{profile.backend}]'"
+                f"target {profile.name!r} needs the {profile.backend!r} backend, which is not loaded; {install_hint(profile.backend)}"
             )
         return self.backends[profile.backend]
+
+
+def install_hint(backend: str) -> str:
+    """How to get a backend: the env variable if its plugin is installed but not selected, else pip."""
+    names = {ep.name for ep in md.entry_points(group=ENTRY_POINT_GROUP)}
+    wanted = _selected_names()
+    if backend in names and wanted is not None and backend not in wanted:
+        return f"its plugin is installed but {ENV_VAR} does not list it: add '{backend}' to {ENV_VAR}"
+    try:
+        extras = set(md.metadata("deploykit").get_all("Provides-Extra") or [])
+    except md.PackageNotFoundError:
+        extras = set()
+    if backend in extras:
+        return f"install it with: pip install 'deploykit[{backend}]'"
+    return f"install the plugin package that provides the {backend!r} backend"
 
 
 def plugin_name(plugin: Any) -> str:

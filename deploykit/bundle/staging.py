@@ -52,8 +52,8 @@ class StagedOutput:
         if exc_type is not None:
             self._cleanup()
             return
+        old = None
         try:
-            old = None
             if self.out.exists():
                 check_output_dir(self.out, self.force)
                 old = self.out.with_name(f".{self.out.name}.old-{os.getpid()}")
@@ -62,6 +62,8 @@ class StagedOutput:
             if old is not None:
                 shutil.rmtree(old, ignore_errors=True)
         except BaseException:
+            if old is not None and not self.out.exists():
+                os.rename(old, self.out)  # put the previous bundle back
             self._cleanup()
             raise
 

@@ -60,7 +60,8 @@ def _all_finite(arr: np.ndarray, chunk: int = 64) -> bool:
 
 def _check_array(name: str, arr: np.ndarray, spec: TensorSpec, source: str, limit: int | None = None) -> np.ndarray:
     want = sample_shape(spec)
-    if arr.dtype == object or arr.dtype.kind in "USVb":
+    target = np.dtype(spec.dtype)
+    if arr.dtype == object or arr.dtype.kind in "USV" or (arr.dtype.kind == "b") != (target.kind == "b"):
         raise CalibrationError(f"calibration data {source} for input {name!r} has dtype {arr.dtype}; expected {spec.dtype}")
     if arr.ndim == len(want) and list(arr.shape) == want:
         arr = arr[None]  # a single sample
@@ -74,7 +75,6 @@ def _check_array(name: str, arr: np.ndarray, spec: TensorSpec, source: str, limi
             )
     if limit is not None:
         arr = arr[:limit]
-    target = np.dtype(spec.dtype)
     if target.kind == "f":
         if arr.dtype.kind != "f":
             raise CalibrationError(
@@ -83,7 +83,7 @@ def _check_array(name: str, arr: np.ndarray, spec: TensorSpec, source: str, limi
             )
         if not _all_finite(arr):
             raise CalibrationError(f"calibration data {source} for input {name!r} contains NaN or Inf values")
-    elif arr.dtype.kind not in "iu":
+    elif arr.dtype.kind not in ("b" if target.kind == "b" else "iu"):
         raise CalibrationError(f"calibration data {source} for input {name!r} has dtype {arr.dtype}; expected {spec.dtype}")
     if len(arr) == 0:
         raise CalibrationError(f"calibration data {source} for input {name!r} holds no samples")
@@ -109,14 +109,13 @@ def load_samples(path: str | Path, inputs: list[TensorSpec], limit: int | None =
 
         return load_image_folder(p, inputs, images or ImagePreprocess(), limit)
     try:
-        if p.suffix == ".npz":
-            with np.load(p, allow_pickle=False) as z:
+        loaded = np.load(p, allow_pickle=False, mmap_mode="r")
+        if isinstance(loaded, np.lib.npyio.NpzFile):  # an .npz archive, whatever its suffix
+            with loaded as z:
                 raw = {k: z[k] for k in z.files}
         else:
-            raw_arr = np.load(p, allow_pickle=False, mmap_mode="r")
-            if isinstance(raw_arr, np.lib.npyio.NpzFile):  # a .npz under another suffix
-                raw = {k: raw_arr[k] for k in raw_arr.files}
-            else:
+            raw_arr = loaded
+            if True:
                 if len(inputs) != 1:
                     names = ", ".join(repr(s.name) for s in inputs)
                     raise CalibrationError(

@@ -10,6 +10,13 @@ held-out set, with onnxruntime on the source model; the int8 bundle must stay wi
   (one sample = 0.5 points, so at most one net flip is allowed).
 * rec (PP-OCRv4 10.8 MB CTC recognizer, input pinned to 1x3x48x320): 48 calibration / 120
   evaluation lines, character accuracy (1 - edit distance / length, spaces ignored).
+
+Runtime: the tests' own work (rendering, fp32 and int8 evaluation) is ~10 s each; the rest is
+``deploykit build``. cls takes ~15 s. rec took ~20 s with the foundation's min/max engine but
+~330 s with the accuracy-search engine of commit cd4272f (1 CPU, shared machine), far over the
+120 s aimed for. It stays enabled (it is the acceptance gate for the second real model) and is
+explicitly marked ``slow``; it gets fast again when the engine meets issue 4's time goal (build
+<= ORT MinMax + 50%, about 10 s for this model). Deselect with ``-k "not rec"`` meanwhile.
 """
 
 from __future__ import annotations
@@ -102,6 +109,7 @@ def test_ppocr_cls_int8_accuracy(cli, tmp_path, fonts):
         f"-{drop:.2f} points (budget {MAX_DROP_POINTS})")
 
 
+@pytest.mark.slow  # ~330 s with engine cd4272f (see module docstring); target < 120 s
 def test_ppocr_rec_int8_char_accuracy(cli, tmp_path, fonts):
     model = _model(T.REC_MODEL)
     charset = T.rec_charset(model)

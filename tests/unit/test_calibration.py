@@ -215,11 +215,6 @@ def test_calibration_error_is_a_deploy_error():
     assert issubclass(CalibrationError, DeployError)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: deploykit/quant/calibration.py _check_array rejects every bool array (`arr.dtype.kind in \"USVb\"`), so a bool "
-    "model input can never get calibration data ('has dtype bool; expected bool')",
-)
 def test_bool_input_accepts_bool_data(tmp_path):
     spec = TensorSpec("mask", [1, 4], dtype="bool")
     data = np.array([[True, False, True, True]] * 3)
@@ -227,11 +222,6 @@ def test_bool_input_accepts_bool_data(tmp_path):
     assert s.arrays["mask"].dtype == np.bool_ and len(s) == 3
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: deploykit/quant/calibration.py load_samples uses `with np.load(p) as z` for any .npz suffix; a .npy file "
-    "named *.npz returns an ndarray and crashes with TypeError (no context manager) instead of a CalibrationError",
-)
 def test_npy_content_under_npz_suffix_is_a_clear_error_or_works(tmp_path):
     p = _npy(tmp_path, np.ones((2, 3, 4, 4), np.float32))
     renamed = tmp_path / "calib.npz"

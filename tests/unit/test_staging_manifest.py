@@ -139,12 +139,6 @@ def test_output_created_meanwhile_without_force_is_refused_at_the_end(tmp_path):
     assert _listing(tmp_path) == ["bundle", "bundle/theirs"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: StagedOutput.__exit__ (deploykit/bundle/staging.py:58-66) moves the old bundle aside and, when "
-    "renaming the stage into place then fails, only deletes the stage: the user's previous bundle is left as a "
-    "hidden .NAME.old-PID folder and OUT is gone",
-)
 def test_force_keeps_the_old_output_when_the_final_rename_fails(tmp_path, monkeypatch):
     out = tmp_path / "bundle"
     out.mkdir()
