@@ -368,7 +368,9 @@ def machine_info(cpus: list[int] | None, src: Path | None = None) -> dict:
         except Exception:  # noqa: BLE001
             vers[mod] = None
     commit = None
-    try:  # read-only (of the repository this script is in)
+    try:  # read-only; meaningless for a --deploykit-src tree (use --label there)
+        if src is not None:
+            raise RuntimeError
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
                                 text=True, timeout=10).stdout.strip() or None
     except Exception:  # noqa: BLE001
@@ -381,6 +383,7 @@ def machine_info(cpus: list[int] | None, src: Path | None = None) -> dict:
         "memory_gb": mem, "os": f"{platform.system()} {platform.release()}", "machine": platform.machine(),
         "python": platform.python_version(), "versions": vers, "git_commit": commit,
         "deploykit_quant_sha256": h.hexdigest()[:16],
+        "load_avg_at_start": [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None,
     }
 
 
@@ -400,8 +403,10 @@ def write_markdown(res: dict, path: Path) -> None:
          + (f", benchmark pinned to {mi['pinned_cpus']} CPU(s)" if mi["pinned_cpus"] else ""),
          f"- Memory: {mi['memory_gb']} GB; {mi['os']} {mi['machine']}; Python {mi['python']}",
          "- Versions: " + ", ".join(f"{k} {v}" for k, v in mi["versions"].items() if v),
-         f"- deploykit commit {mi['git_commit']} (working tree may differ), deploykit/quant fingerprint "
-         f"`{mi['deploykit_quant_sha256']}`", "",
+         f"- deploykit commit {mi['git_commit'] or '(see label)'} (working tree may differ), deploykit/quant "
+         f"fingerprint `{mi['deploykit_quant_sha256']}`",
+         f"- Load average at start (1/5/15 min): {mi.get('load_avg_at_start')} — wall times are only comparable "
+         "within one run on a shared machine", "",
          "## Method", "",
          "- Data: text lines rendered locally with PIL + DejaVu fonts (`benchmarks/datasets/textlines.py`), "
          "preprocessed exactly like rapidocr; calibration and evaluation sets come from different seeds. "

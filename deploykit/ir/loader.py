@@ -125,6 +125,17 @@ def _pin_shapes(proto: onnx.ModelProto, shapes: Mapping[str, Sequence[int]]) -> 
             d.dim_value = value
 
 
+def _forget_dynamic_shapes(proto: onnx.ModelProto) -> None:
+    """After pinning inputs, drop stale intermediate shapes and dynamic output dims so shape
+    inference recomputes them from the pinned inputs."""
+    del proto.graph.value_info[:]
+    for vi in proto.graph.output:
+        if vi.type.HasField("tensor_type") and vi.type.tensor_type.HasField("shape"):
+            for d in vi.type.tensor_type.shape.dim:
+                if not (d.HasField("dim_value") and d.dim_value > 0):
+                    d.Clear()
+
+
 def _dynamic_dims(proto: onnx.ModelProto) -> list[str]:
     problems = []
     for vi in proto.graph.input:
@@ -164,6 +175,8 @@ def load_model(
     proto = load_proto(path)
     _drop_initializer_inputs(proto)
     _pin_shapes(proto, input_shapes or {})
+    if input_shapes:
+        _forget_dynamic_shapes(proto)
     if require_static:
         dyn = _dynamic_dims(proto)
         if dyn:

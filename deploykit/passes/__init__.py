@@ -80,7 +80,21 @@ def _restore_outputs(graph: ir.Graph, signature) -> None:
                 node.outputs[0].name = name
                 graph.append(node)
                 graph.outputs[i] = value = node.outputs[0]
-        value.type, value.shape = type_, shape
+        value.type, value.shape = type_, _keep_static(shape, value.shape)
+
+
+def _keep_static(original: ir.Shape | None, inferred: ir.Shape | None) -> ir.Shape | None:
+    """The inferred shape when it is fully static and agrees with the original's static dims
+    (pinned inputs make dynamic output dims concrete), else the original."""
+    if original is None or inferred is None or len(original) != len(inferred):
+        return original if original is not None else inferred
+    dims = list(inferred)
+    if not all(isinstance(d, int) and d >= 0 for d in dims):
+        return original
+    for o, d in zip(original, dims):
+        if isinstance(o, int) and o != d:
+            return original
+    return ir.Shape(dims)
 
 
 def canonicalize(

@@ -82,7 +82,7 @@ class TFLiteBackend(Backend):
         return result
 
     def lower(self, ctx: BuildContext) -> Artifact:
-        from deploykit_tflite.emitter import SIGNATURE_KEY, build_model
+        from deploykit_tflite.emitter import SIGNATURE_KEY, write_model
         from deploykit_tflite.fuse import optimize
         from deploykit_tflite.lowering import Lowering, UnsupportedNode
 
@@ -112,11 +112,11 @@ class TFLiteBackend(Backend):
             io_quant = qreport.pop("_io", {})
         elif precision != "fp32":  # pragma: no cover - check_precision ran before
             raise DeployError(f"unsupported precision {precision}")
-        data = build_model(graph, description=f"deploykit {precision}")
-        (ctx.workdir / MODEL_FILE).write_bytes(data)
+        # straight to the file, handing constant data over as it is written (memory: see emitter)
+        model_bytes = write_model(graph, ctx.workdir / MODEL_FILE, description=f"deploykit {precision}", release=True)
         report["operators"] = graph.op_counts()
         report["transposes"] = report["operators"].get("TRANSPOSE", 0)
-        report["model_bytes"] = len(data)
+        report["model_bytes"] = model_bytes
 
         def spec(base: TensorSpec, t, perm) -> TFLiteSpec:
             art: dict[str, Any] = {"name": base.name, "dtype": t.dtype}

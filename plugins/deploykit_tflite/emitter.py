@@ -91,10 +91,90 @@ def _options_type(s, options) -> int:
 
 
 def _buffer_data(array: np.ndarray) -> np.ndarray:
-    a = np.ascontiguousarray(array)
-    if a.dtype.byteorder == ">":
-        a = a.astype(a.dtype.newbyteorder("<"))
-    return np.frombuffer(a.tobytes(), np.uint8)
+    """The bytes of ``array`` as a 1-D little-endian uint8 array (a view when possible)."""
+    return _le(array, contiguous=True).reshape(-1).view(np.uint8)
+
+
+def _le(array: np.ndarray, contiguous: bool = False) -> np.ndarray:
+    """``array`` in little-endian byte order; strided views stay views unless ``contiguous``."""
+    a = np.asarray(array)
+    if a.dtype.byteorder == ">" or (a.dtype.byteorder == "=" and np.little_endian is False):
+        return np.ascontiguousarray(a.astype(a.dtype.newbyteorder("<")))
+    return np.ascontiguousarray(a) if contiguous else a
+
+
+def _row_chunks(a: np.ndarray, chunk_bytes: int = 1 << 20):
+    """C-order pieces of ``a`` (contiguous copies of a few rows at a time: bounded extra memory)."""
+    if a.flags.c_contiguous or a.ndim == 0:
+        yield a.reshape(-1)
+        return
+    row = max(a.nbytes // max(a.shape[0], 1), 1)
+    step = max(1, chunk_bytes // row)
+    for i in range(0, a.shape[0], step):
+        yield np.ascontiguousarray(a[i:i + step]).reshape(-1)
+
+
+def _digest(a: np.ndarray) -> tuple:
+    h = hashlib.sha256()
+    for piece in _row_chunks(a):
+        h.update(memoryview(piece.view(np.uint8)))
+        del piece  # at most one chunk alive at a time
+    return (h.hexdigest(), a.nbytes)
+
+
+def _placeholder(t: Tensor) -> np.ndarray:
+    """A zero-stride stand-in for released constant data: same shape and dtype, no memory."""
+    return np.broadcast_to(np.zeros((), np.dtype(t.dtype)), tuple(t.shape))
+
+
+class _Builder:
+    """Factory of flatbuffers builders whose byte buffer is an anonymous ``mmap`` of the exact
+    final size: pages are only committed when written (a ``bytearray`` is zero-filled up front),
+    and there is no grow-and-copy (the generic builder doubles its buffer and copies it)."""
+
+    @staticmethod
+    def create(size: int):
+        import mmap
+
+        import flatbuffers
+
+        class MmapBuilder(flatbuffers.Builder):
+            def __init__(self, n: int):
+                super().__init__(0)
+                self.Bytes = mmap.mmap(-1, max(n, 1))
+                self.head = len(self.Bytes)
+
+            def GrowByteBuffer(self):  # size estimate was short: grow (copies, but stays correct)
+                old = self.Bytes
+                new = mmap.mmap(-1, min(max(len(old) * 2, 1), flatbuffers.Builder.MAX_BUFFER_SIZE))
+                new[len(new) - len(old):] = old
+                old.close()
+                self.Bytes = new
+
+            def view(self) -> memoryview:
+                if not self.finished:
+                    raise flatbuffers.builder.BuilderNotFinishedError()
+                return memoryview(self.Bytes)[self.head:]
+
+        return MmapBuilder(size)
+
+
+def _data_vector(builder, data: np.ndarray, alignment: int = 16) -> int:
+    """Write ``data`` (little-endian, any strides) as a ``[ubyte]`` vector straight into the
+    builder's buffer: one copy in C order, no temporary ``tobytes()``; 16-byte aligned as the
+    schema asks (force_align: 16)."""
+    n = int(data.nbytes)
+    builder.StartVector(1, n, alignment)
+    builder.head -= n
+    if n:
+        if data.flags.c_contiguous:
+            builder.Bytes[builder.head:builder.head + n] = memoryview(data.reshape(-1).view(np.uint8))
+        else:
+            dest = np.frombuffer(builder.Bytes, dtype=data.dtype, count=data.size, offset=builder.head)
+            np.copyto(dest.reshape(data.shape), data)
+            del dest  # release the export of the mmap before it is closed
+    builder.vectorNumElems = n
+    return builder.EndVector()
 
 
 def _quant(s, t: Tensor):
@@ -109,10 +189,41 @@ def _quant(s, t: Tensor):
 
 def build_model(graph: TFLGraph, description: str = "deploykit") -> bytes:
     """Serialize ``graph`` (topologically ordered) into .tflite bytes."""
+    builder = _pack(graph, description, release=False)
+    try:
+        with builder.view() as out:
+            return bytes(out)
+    finally:
+        builder.Bytes.close()
+
+
+def write_model(graph: TFLGraph, path, description: str = "deploykit", release: bool = False) -> int:
+    """Serialize ``graph`` straight to the file ``path``; returns the size in bytes.
+
+    Peak memory is about the constants once more (the flatbuffer being written), not three to
+    four times (object-API buffers, ``tobytes`` copies, ``Output()`` slice and ``bytes()``).
+    ``release=True`` hands each constant's data over to the flatbuffer as it is written (the
+    tensor keeps a zero-stride placeholder of the same shape and dtype, so ``graph`` stays usable
+    for reports but its constant values are gone): arrays the graph owned alone are freed as the
+    file fills, which keeps peak RSS near ``constants + one tensor``.
+    """
+    builder = _pack(graph, description, release=release)
+    try:
+        with builder.view() as out, open(path, "wb") as f:
+            f.write(out)
+            return len(out)
+    finally:
+        builder.Bytes.close()
+
+
+def _pack(graph: TFLGraph, description: str, release: bool):
+    """Build the model objects with constant data kept out of them, size the flatbuffer, write the
+    data vectors first (one memcpy each, deduplicated by content), then pack the rest."""
     import flatbuffers
 
     s = schema()
-    buffers = [s.BufferT()]  # buffer 0: the empty sentinel
+    blobs: list[np.ndarray | None] = [None]  # buffer 0: the empty sentinel
+    owners: list[list[Tensor]] = [[]]
     by_digest: dict[tuple, int] = {}
     tensors = []
     index: dict[int, int] = {}
@@ -128,14 +239,14 @@ def build_model(graph: TFLGraph, description: str = "deploykit") -> bytes:
         tt.quantization = _quant(s, t)
         tt.buffer = 0
         if t.data is not None:
-            data = _buffer_data(np.asarray(t.data, dtype=np.dtype(t.dtype)))
-            key = (hashlib.sha256(data.tobytes()).hexdigest(), data.size)
+            data = _le(np.asarray(t.data, dtype=np.dtype(t.dtype)))
+            key = _digest(data)
             if key not in by_digest:
-                b = s.BufferT()
-                b.data = data
-                buffers.append(b)
-                by_digest[key] = len(buffers) - 1
+                blobs.append(data)
+                owners.append([])
+                by_digest[key] = len(blobs) - 1
             tt.buffer = by_digest[key]
+            owners[tt.buffer].append(t)
         tensors.append(tt)
         index[id(t)] = len(tensors) - 1
         return index[id(t)]
@@ -186,19 +297,56 @@ def build_model(graph: TFLGraph, description: str = "deploykit") -> bytes:
     model.signatureDefs = [sig]
     metadata = []
     for name, payload in sorted(graph.metadata.items()):
-        b = s.BufferT()
-        b.data = np.frombuffer(payload, np.uint8)
-        buffers.append(b)
+        blobs.append(np.frombuffer(payload, np.uint8))
+        owners.append([])
         m = s.MetadataT()
         m.name = name
-        m.buffer = len(buffers) - 1
+        m.buffer = len(blobs) - 1
         metadata.append(m)
     model.metadata = metadata or None
-    model.buffers = buffers
-    size = sum(b.data.size for b in buffers if b.data is not None)
-    builder = flatbuffers.Builder(size + 1024 * 1024)
+
+    # Size: the model without constant data, packed once into a small throwaway builder, plus
+    # every data vector with its length word and worst-case alignment padding.
+    model.buffers = [s.BufferT() for _ in blobs]
+    dry = flatbuffers.Builder(1024)
+    dry.Finish(model.Pack(dry), file_identifier=b"TFL3")
+    size = len(dry.Bytes) - dry.Head() + sum(16 + 4 + 16 + (b.nbytes if b is not None else 0) for b in blobs) + 4096
+    dry = None
+
+    builder = _Builder.create(size)
+    packed: list[int | None] = [None]
+    for i in range(1, len(blobs)):
+        packed.append(_data_vector(builder, blobs[i]))
+        blobs[i] = None
+        if release:
+            for t in owners[i]:
+                t.data = _placeholder(t)
+    model.buffers = [_PackedBuffer(s, vec) for vec in packed]
     builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    return bytes(builder.Output())
+    return builder
+
+
+_PACKED_BUFFER_CLASS = None
+
+
+def _PackedBuffer(s, vector: int | None):
+    """A ``BufferT`` whose data vector is already in the builder (``ModelT.Pack`` calls ``Pack``)."""
+    global _PACKED_BUFFER_CLASS
+    if _PACKED_BUFFER_CLASS is None:
+
+        class PackedBuffer(s.BufferT):
+            vector: int | None = None
+
+            def Pack(self, builder):
+                s.BufferStart(builder)
+                if self.vector is not None:
+                    s.BufferAddData(builder, self.vector)
+                return s.BufferEnd(builder)
+
+        _PACKED_BUFFER_CLASS = PackedBuffer
+    b = _PACKED_BUFFER_CLASS()
+    b.vector = vector
+    return b
 
 
 def _tensor_map(s, name: str, idx: int):

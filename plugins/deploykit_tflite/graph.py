@@ -13,6 +13,9 @@ from typing import Any
 
 import numpy as np
 
+# constants at least this large are not made contiguous when lowered (see TFLGraph.const)
+LAZY_LAYOUT_BYTES = 1 << 16
+
 # numpy dtype name -> TFLite TensorType value (schema.fbs)
 TENSOR_TYPES = {"float32": 0, "float16": 1, "int32": 2, "uint8": 3, "int64": 4, "bool": 6, "int16": 7, "int8": 9}
 
@@ -89,7 +92,11 @@ class TFLGraph:
             a = a.astype(np.int32)
         elif a.dtype == np.float64:
             a = a.astype(np.float32)
-        a = np.ascontiguousarray(a)
+        if not (a.flags.c_contiguous or (a.nbytes >= LAZY_LAYOUT_BYTES and a.dtype.isnative)):
+            a = np.ascontiguousarray(a)
+        # Large constants may stay strided views (e.g. a weight transposed to OHWI that still
+        # shares the source model's memory): the emitter copies them straight into the flatbuffer
+        # in the right order, so the lowered graph never holds a second full copy of the weights.
         return Tensor(self.fresh(hint), list(a.shape), a.dtype.name, a)
 
     def add(self, code: str, inputs, outputs, options=None, node: str = "", **attrs) -> Op:

@@ -85,7 +85,7 @@ def _conv2d(ctx: Lowering, x, W: np.ndarray, B, group, strides, dil, pads, auto_
 
 def conv(ctx: Lowering, node: ir.Node):
     xv, wv = node.inputs[0], node.inputs[1]
-    W = ctx.const(wv).astype(np.float32)
+    W = ctx.const(wv).astype(np.float32, copy=False)  # no copy: the filter is laid out by a view
     B = ctx.const(node.inputs[2]) if len(node.inputs) > 2 and node.inputs[2] is not None else None
     group = node.attributes.get_int("group", 1)
     nd = W.ndim - 2
@@ -118,7 +118,7 @@ def check_conv(node: ir.Node) -> str | None:
 
 def conv_transpose(ctx: Lowering, node: ir.Node):
     xv = node.inputs[0]
-    W = ctx.const(node.inputs[1]).astype(np.float32)  # [Cin, Cout, KH, KW]
+    W = ctx.const(node.inputs[1]).astype(np.float32, copy=False)  # [Cin, Cout, KH, KW]
     B = ctx.const(node.inputs[2]) if len(node.inputs) > 2 and node.inputs[2] is not None else None
     cin, cout, kh, kw = W.shape
     strides = _ints(node, "strides", [1, 1])
@@ -178,7 +178,9 @@ def gemm(ctx: Lowering, node: ir.Node):
     Bc, Cc = ctx.const(bv), ctx.const(cv)
     n_out = out.shape[1]
     if Bc is not None and (cv is None or (Cc is not None and Cc.size in (1, n_out))):
-        Wt = (Bc if tb else Bc.T).astype(np.float32) * np.float32(alpha)
+        Wt = (Bc if tb else Bc.T).astype(np.float32, copy=False)  # a view when already float32
+        if alpha != 1.0:
+            Wt = Wt * np.float32(alpha)
         bias = np.zeros(n_out, np.float32) if Cc is None else np.broadcast_to(Cc.reshape(-1) * beta, (n_out,))
         _fc(ctx, a, Wt, bias.astype(np.float32), out)
         return
@@ -202,12 +204,12 @@ def matmul(ctx: Lowering, node: ir.Node):
         k, n = Bc.shape
         rows = int(np.prod(ctx.shape(av))) // k
         if ra == 2:
-            _fc(ctx, a, Bc.T.astype(np.float32), np.zeros(n, np.float32), out)
+            _fc(ctx, a, Bc.T.astype(np.float32, copy=False), np.zeros(n, np.float32), out)
             return
         if ra == 1:
             a = ctx.reshape(a, [1, k])
         fc = ctx.temp([rows, n])
-        _fc(ctx, a, Bc.T.astype(np.float32), np.zeros(n, np.float32), fc)
+        _fc(ctx, a, Bc.T.astype(np.float32, copy=False), np.zeros(n, np.float32), fc)
         ctx.reshape(fc, out.shape, out=out)
         return
     rb = ctx.rank(bv)

@@ -1,0 +1,116 @@
+"""Full-integer TFLite for the Edge TPU: every operator int8, int8 graph I/O, nothing float.
+
+Reuses the TFLite backend's :class:`~deploykit_tflite.int8.Int8Rewriter` (weights symmetric
+per-channel int8, int32 bias at in_scale * w_scale, shared-scale ops, fixed LOGISTIC/TANH params)
+and widens its op sets: the XNNPACK backend keeps SOFTMAX, AVERAGE_POOL_2D, HARD_SWISH, lone RELUs
+... in float because XNNPACK does not delegate them in int8, but the Edge TPU compiler rejects any
+float compute op ("Model not quantized", facts/edgetpu.md §0.1), and TFLite has int8 kernels for them.
+Fixed output params (facts/edgetpu.md §0.7): SOFTMAX/LOGISTIC (1/256, -128), TANH/L2_NORM (1/128, 0).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from deploykit_tflite import int8 as base
+from deploykit_tflite.graph import QParams, TFLGraph
+
+PASSTHROUGH = {**base.PASSTHROUGH, "AVERAGE_POOL_2D": 0, "RESIZE_NEAREST_NEIGHBOR": 0, "SQUEEZE": 0,
+               "EXPAND_DIMS": 0, "REDUCE_MIN": 0, "MIRROR_PAD": 0}
+FIXED = {**base.FIXED, "SOFTMAX": (1.0 / 256, -128), "L2_NORMALIZATION": (1.0 / 128, 0),
+         "LOG_SOFTMAX": (16.0 / 256, 127)}
+REQUANTIZING = base.REQUANTIZING | {"RELU", "RELU6", "RELU_N1_TO_1", "HARD_SWISH", "PRELU", "SQUARED_DIFFERENCE",
+                                    "BATCH_MATMUL", "PACK"}
+SAME_OUTPUT_INPUTS = frozenset({"CONCATENATION", "PACK"})  # inputs requantized to the output's params
+INT8_OPS = frozenset(PASSTHROUGH) | frozenset(FIXED) | REQUANTIZING
+
+
+class FullInt8Rewriter(base.Int8Rewriter):
+    """Int8Rewriter with the Edge TPU's op sets; ``_int8_possible`` / ``run`` mirror the base."""
+
+    def _int8_possible(self, op) -> bool:
+        acts = [t for t in op.inputs if t is not None and not t.is_const and t.dtype in ("float32", "int8")]
+        if op.code in PASSTHROUGH:
+            data = op.inputs[PASSTHROUGH[op.code]]
+            if op.code == "GATHER" and data.is_const:
+                return self.qp(op.outputs[0]) is not None
+            ok = data.dtype == "int8" or (id(data) in self.graph_inputs and self.qp(data) is not None)
+            return ok and all(t is data or t.is_const for t in acts)
+        if op.code in FIXED:
+            return self.qp(op.inputs[0]) is not None
+        if op.code in REQUANTIZING:
+            return all(self.qp(t) is not None for t in acts) and all(self.qp(t) is not None for t in op.outputs)
+        return False
+
+    def run(self) -> None:
+        for op in self.g.ops:
+            self.derive(op)
+            if not self._int8_possible(op):
+                self._float(op)
+                continue
+            if op.code in base.WEIGHTED:
+                self._weighted(op)
+                outs = [self.qp(t) for t in op.outputs]
+            elif op.code == "GATHER" and op.inputs[0].is_const:
+                q = self.qp(op.outputs[0])
+                op.inputs[0] = self.as_int8(op.inputs[0], q)
+                outs = [q]
+            elif op.code in PASSTHROUGH:
+                di = PASSTHROUGH[op.code]
+                op.inputs[di] = self.as_int8(op.inputs[di])
+                q = op.inputs[di].quant
+                op.inputs = [self.as_int8(t, q) if (t is not None and t.is_const and t.dtype == "float32")
+                             else t for t in op.inputs]
+                outs = [q for _ in op.outputs]
+            elif op.code in FIXED:
+                op.inputs[0] = self.as_int8(op.inputs[0])
+                outs = [QParams.per_tensor(*FIXED[op.code])]
+            elif op.code in SAME_OUTPUT_INPUTS:
+                q = self.qp(op.outputs[0])
+                op.inputs = [self.as_int8(t, q) for t in op.inputs]
+                outs = [q]
+            else:
+                op.inputs = [self.as_int8(t) if (t is not None and t.dtype in ("float32", "int8")) else t
+                             for t in op.inputs]
+                outs = [self.qp(t) for t in op.outputs]
+            for t, q in zip(op.outputs, outs):
+                t.dtype, t.quant = "int8", q
+            self.ops.append(op)
+
+
+def float_operators(graph: TFLGraph) -> list[tuple[str, str]]:
+    """(op code, ONNX node) of every operator computing in float (or on float I/O)."""
+    bad = []
+    for op in graph.ops:
+        tensors = [t for t in list(op.inputs) + list(op.outputs) if t is not None and not t.is_const]
+        if any(t.dtype in ("float32", "float16") for t in tensors):
+            bad.append((op.code, op.node))
+    return bad
+
+
+def quantize_full_int8(graph: TFLGraph, params: dict[str, Any]) -> dict[str, Any]:
+    """Rewrite ``graph`` in place: int8 I/O and int8 operators only. Returns the report
+    (``_io``: id(tensor) -> QParams of the graph's I/O; ``float_ops``: what could not be int8)."""
+    base._backfill_sources(graph)
+    rw = FullInt8Rewriter(graph, params, set())
+    io: dict[int, QParams] = {}
+    for t in graph.inputs:
+        q = rw.qp(t)
+        if t.dtype == "float32" and q is not None:
+            t.dtype, t.quant = "int8", q
+            io[id(t)] = q
+    rw.run()
+    outputs = []
+    for t in graph.outputs:
+        if t.dtype == "float32" and rw.qp(t) is not None:
+            t = rw.as_int8(t)
+        if t.dtype == "int8":
+            io[id(t)] = t.quant
+        outputs.append(t)
+    graph.outputs = outputs
+    graph.ops = rw.ops
+    graph.remove_dead()
+    counts = graph.op_counts()
+    return {"int8_ops": sum(1 for op in graph.ops if op.outputs[0].dtype == "int8"),
+            "float_ops": dict(sorted(rw.float_ops.items())), "quantize": counts.get("QUANTIZE", 0),
+            "dequantize": counts.get("DEQUANTIZE", 0), "_io": io}

@@ -1,0 +1,121 @@
+"""ONNX -> OpenVINO IR through OpenVINO's own Python API (``convert_model`` / ``save_model``).
+
+``openvino`` is imported inside the functions. Nothing here writes IR XML by hand: the model is
+converted, optionally rewritten with ``openvino.opsetN`` factories (:mod:`.downgrade`), and saved
+by ``openvino.save_model``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from deploykit.errors import DeployError
+from deploykit.ir.info import TensorSpec
+
+
+def convert(onnx_path: Path):
+    """``openvino.convert_model`` of an ONNX file (an in-memory ModelProto is rejected by 2026 [facts §3])."""
+    import openvino as ov
+
+    try:
+        return ov.convert_model(str(onnx_path))
+    except Exception as e:  # noqa: BLE001 - the converter raises many types; one clear line
+        first = next((ln.strip() for ln in str(e).splitlines() if ln.strip()), type(e).__name__)
+        raise DeployError(f"OpenVINO could not convert the model: {first}") from e
+
+
+def save(model, xml: Path, compress_to_fp16: bool) -> None:
+    import openvino as ov
+
+    ov.save_model(model, str(xml), compress_to_fp16=compress_to_fp16)
+
+
+def port_order(ports, specs: Sequence[TensorSpec], kind: str) -> list[str]:
+    """Source tensor name of each IR port, in port order (the runner feeds/reads ports by index)."""
+    names = [s.name for s in specs]
+    if len(ports) != len(names):
+        raise DeployError(f"the IR has {len(ports)} {kind}s but the model has {len(names)}")
+    order = []
+    for i, port in enumerate(ports):
+        found = [n for n in names if n in port.get_names()]
+        order.append(found[0] if found else names[i])
+    if sorted(order) != sorted(names):  # a name matched twice: trust the positions
+        order = list(names)
+    return order
+
+
+def ops_of(model) -> dict[str, int]:
+    """``{"Type-opsetN": count}`` of a model (for the report)."""
+    from deploykit_openvino.downgrade import opset_number
+
+    counts: dict[str, int] = {}
+    for node in model.get_ordered_ops():
+        if node.get_type_name() in ("Parameter", "Result", "Constant"):
+            continue
+        key = f"{node.get_type_name()}-{opset_number(node)}"
+        counts[key] = counts.get(key, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def layers_on_2d_only(model, types: frozenset[str]) -> list[str]:
+    """Layers of ``types`` whose data input has rank > 4 (3D conv/pool)."""
+    bad = []
+    for node in model.get_ordered_ops():
+        if node.get_type_name() in types and node.get_input_partial_shape(0).rank.is_static \
+                and node.get_input_partial_shape(0).rank.get_length() > 4:
+            bad.append(f"{node.get_type_name()} ({node.get_friendly_name()})")
+    return bad
+
+
+def run_current(xml: Path, feeds: Sequence[Sequence[np.ndarray]], config: dict[str, Any] | None = None) -> list[list[np.ndarray]]:
+    """Run an IR with the current runtime on CPU; ``feeds`` per sample, arrays in IR input order."""
+    import openvino as ov
+
+    compiled = ov.Core().compile_model(str(xml), "CPU", config or {"INFERENCE_PRECISION_HINT": "f32"})
+    request = compiled.create_infer_request()
+    results = []
+    for arrays in feeds:
+        request.infer({i: a for i, a in enumerate(arrays)})
+        results.append([np.array(request.get_output_tensor(j).data) for j in range(len(compiled.outputs))])
+    return results
+
+
+def runtime_precisions(xml: Path, layer_types=("Convolution", "GroupConvolution", "MatMul", "FullyConnected")) -> dict[str, dict[str, int]]:
+    """What precision the CPU plugin runs each compute layer in (``runtimePrecision`` of the runtime model).
+
+    Shows whether int8 layers really run as u8/i8 kernels or fell back to f32 [facts §3, EXP-7].
+    """
+    import openvino as ov
+
+    compiled = ov.Core().compile_model(str(xml), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    counts: dict[str, dict[str, int]] = {}
+    for op in compiled.get_runtime_model().get_ordered_ops():
+        info = op.get_rt_info()
+        try:
+            layer = str(info["layerType"].astype(str))
+            prec = str(info["runtimePrecision"].astype(str))
+        except Exception:  # noqa: BLE001 - rt_info keys differ between versions
+            continue
+        if layer in layer_types:
+            counts.setdefault(layer, {})
+            counts[layer][prec] = counts[layer].get(prec, 0) + 1
+    return counts
+
+
+def random_feeds(specs: Sequence[TensorSpec], n: int, seed: int = 0) -> list[list[np.ndarray]]:
+    rng = np.random.default_rng(seed)
+    feeds = []
+    for _ in range(n):
+        arrays = []
+        for s in specs:
+            dtype = np.dtype(s.dtype)
+            if dtype.kind == "f":
+                arrays.append(rng.standard_normal(s.shape).astype(dtype))
+            else:
+                arrays.append(rng.integers(0, 2, size=s.shape).astype(dtype))
+        feeds.append(arrays)
+    return feeds

@@ -1,0 +1,220 @@
+"""Units of the tensorrt plugin without the CLI: Q/DQ placement, opset lowering, op table,
+trtexec flags per TensorRT version, calibration cache format, precision refusal."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from deploykit.errors import DeployError
+from deploykit.quant.params import QuantParams
+from trt_testlib import parse_calibration_cache
+
+pytestmark = pytest.mark.plugin
+ort = pytest.importorskip("onnxruntime")
+
+from deploykit_tensorrt import calib_cache, opset, optable, qdq, trtexec  # noqa: E402
+
+
+def _qp(scale, dtype="int8"):
+    return QuantParams(np.asarray(scale, np.float32), np.asarray(0), dtype)
+
+
+def _qdq_pair(x, scale, out):
+    s, z = out + "_s", out + "_z"
+    return ([helper.make_node("QuantizeLinear", [x, s, z], [out + "_q"]),
+             helper.make_node("DequantizeLinear", [out + "_q", s, z], [out])],
+            [numpy_helper.from_array(np.float32(scale), s), numpy_helper.from_array(np.int8(0), z)])
+
+
+def residual_qdq_model():
+    """x -> QDQ -> Conv(a) -> QDQ -> Add(skip=x QDQ) -> QDQ -> Relu -> y  (engine style: QDQ everywhere)."""
+    r = np.random.default_rng(0)
+    nodes, inits = [], []
+    n, i = _qdq_pair("x", 0.02, "x_dq")
+    nodes += n
+    inits += i
+    w = r.integers(-127, 128, (4, 4, 1, 1)).astype(np.int8)
+    inits += [numpy_helper.from_array(w, "w_q"), numpy_helper.from_array(np.full(4, 0.01, np.float32), "w_s"),
+              numpy_helper.from_array(np.zeros(4, np.int8), "w_z"),
+              numpy_helper.from_array(np.arange(4, dtype=np.int32), "b_q"),
+              numpy_helper.from_array(np.full(4, 0.0002, np.float32), "b_s"),
+              numpy_helper.from_array(np.zeros(4, np.int32), "b_z")]
+    nodes += [helper.make_node("DequantizeLinear", ["w_q", "w_s", "w_z"], ["w_dq"], axis=0),
+              helper.make_node("DequantizeLinear", ["b_q", "b_s", "b_z"], ["b_dq"], axis=0),
+              helper.make_node("Conv", ["x_dq", "w_dq", "b_dq"], ["c"], name="conv")]
+    n, i = _qdq_pair("c", 0.05, "c_dq")
+    nodes += n
+    inits += i
+    nodes += [helper.make_node("Add", ["c_dq", "x_dq"], ["a"], name="residual")]
+    n, i = _qdq_pair("a", 0.05, "a_dq")
+    nodes += n
+    inits += i
+    nodes += [helper.make_node("Relu", ["a_dq"], ["y_float"], name="relu")]
+    n, i = _qdq_pair("y_float", 0.05, "y")
+    nodes += n
+    inits += i
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 3, 3])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 3, 3])], inits)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+
+
+def test_placement_follows_tensorrt_rules():
+    model = residual_qdq_model()
+    placed, rep = qdq.place_for_tensorrt(model, {"x": _qp(0.02), "c": _qp(0.05), "a": _qp(0.05), "y": _qp(0.05)})
+    onnx.checker.check_model(placed)
+    prod = {o: n for n in placed.graph.node for o in n.output}
+    by_name = {n.name: n for n in placed.graph.node}
+    conv, add, relu = by_name["conv"], by_name["residual"], by_name["relu"]
+    assert prod[conv.input[0]].op_type == "DequantizeLinear"  # activation Q/DQ on the conv input
+    assert prod[conv.input[1]].op_type == "DequantizeLinear"  # per-channel weight DQ
+    assert conv.input[2] not in prod  # bias back to float
+    bias = {t.name: numpy_helper.to_array(t) for t in placed.graph.initializer}[conv.input[2]]
+    assert bias.dtype == np.float32 and np.allclose(bias, np.arange(4) * 0.0002)
+    assert add.input[0] == "c"  # conv branch: no Q/DQ (Conv+Add fusion)
+    assert prod[add.input[1]].op_type == "DequantizeLinear"  # skip branch quantized
+    assert relu.input[0] == "a"  # no Q/DQ between Add and Relu
+    assert "y" in prod and prod["y"].op_type == "Relu"  # no Q/DQ on the graph output
+    assert rep.residual_adds == ["residual"]
+    # the placed model still runs and stays close to the float computation
+    x = np.random.default_rng(1).standard_normal((1, 4, 3, 3)).astype(np.float32)
+    y = ort.InferenceSession(placed.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    assert y.shape == (1, 4, 3, 3) and (y >= 0).all()
+
+
+def test_placement_normalizes_zero_points_and_float_weight_form():
+    model = residual_qdq_model()
+    for n in model.graph.node:  # drop the optional zero point input (valid ONNX, rejected by TRT 8.2)
+        if n.op_type in ("QuantizeLinear", "DequantizeLinear") and n.input[0] in ("x", "x_dq_q"):
+            del n.input[2]
+    placed, _ = qdq.place_for_tensorrt(model, {}, weight_format="float")
+    inits = {t.name: t for t in placed.graph.initializer}
+    for n in placed.graph.node:
+        if n.op_type in ("QuantizeLinear", "DequantizeLinear"):
+            assert len(n.input) == 3 and inits[n.input[2]].data_type == TensorProto.INT8
+            assert n.input[0] not in inits or inits[n.input[0]].data_type == TensorProto.FLOAT
+    assert any(n.op_type == "QuantizeLinear" and n.input[0].startswith("w") for n in placed.graph.node)
+    onnx.checker.check_model(placed)
+
+
+def _run(model, feeds):
+    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feeds)[0]
+
+
+@pytest.mark.parametrize("op,attrs,extra", [
+    ("HardSwish", {}, []),
+    ("Gelu", {}, []),
+    ("Gelu", {"approximate": "tanh"}, []),
+    ("LayerNormalization", {"axis": -1, "epsilon": 1e-5}, ["scale", "bias"]),
+    ("LayerNormalization", {"axis": 1}, ["scale"]),
+])
+def test_decompositions_match_the_op(op, attrs, extra):
+    r = np.random.default_rng(0)
+    inits = []
+    axis = attrs.get("axis", -1)
+    norm_shape = [2, 3, 5][axis:] if axis != -1 else [5]
+    for name in extra:
+        inits.append(numpy_helper.from_array(r.standard_normal(norm_shape).astype(np.float32), name))
+    version = 20 if op == "Gelu" else 17
+    g = helper.make_graph([helper.make_node(op, ["x", *extra], ["y"], name="n", **attrs)], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 3, 5])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 3, 5])], inits)
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", version)])
+    model.ir_version = 10
+    lowered, problems = opset.lower_opset(model, 13)
+    assert problems == {} and opset.opset_of(lowered) == 13
+    assert op not in {n.op_type for n in lowered.graph.node}
+    opset.set_ir_version(lowered)
+    assert lowered.ir_version == 7
+    onnx.checker.check_model(lowered)
+    x = r.standard_normal((1, 2, 3, 5)).astype(np.float32)
+    np.testing.assert_allclose(_run(lowered, {"x": x}), _run(model, {"x": x}), rtol=1e-4, atol=1e-4)
+
+
+def test_lowering_relabels_compatible_ops_and_reports_the_rest():
+    g = helper.make_graph(
+        [helper.make_node("Add", ["x", "x"], ["a"], name="add"),  # Add-14: types only
+         helper.make_node("Reshape", ["a", "shape"], ["r"], name="reshape"),  # Reshape-14 without allowzero
+         helper.make_node("ReduceMean", ["r", "axes"], ["m"], name="mean", keepdims=1),  # ReduceMean-18: axes input
+         helper.make_node("GridSample", ["x", "grid"], ["gs"], name="gridsample")],  # GridSample-16: none at 13
+        "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 2, 2]),
+              helper.make_tensor_value_info("grid", TensorProto.FLOAT, [1, 2, 2, 2])],
+        [helper.make_tensor_value_info("m", TensorProto.FLOAT, None), helper.make_tensor_value_info("gs", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(np.asarray([1, 4], np.int64), "shape"), numpy_helper.from_array(np.asarray([1], np.int64), "axes")])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)])
+    lowered, problems = opset.lower_opset(model, 13)
+    assert list(problems) == ["gridsample"] and "opset 13" in problems["gridsample"]
+    without = onnx.ModelProto()
+    without.CopyFrom(model)
+    without.graph.node.pop()
+    del without.graph.output[1]
+    del without.graph.input[1]
+    lowered, problems = opset.lower_opset(without, 13)
+    assert problems == {} and opset.opset_of(lowered) == 13
+    mean = [n for n in lowered.graph.node if n.op_type == "ReduceMean"][0]
+    axes = [helper.get_attribute_value(a) for a in mean.attribute if a.name == "axes"]
+    assert list(mean.input) == ["r"] and axes == [[1]]
+    x = np.arange(4, dtype=np.float32).reshape(1, 1, 2, 2)
+    np.testing.assert_allclose(_run(lowered, {"x": x}), _run(without, {"x": x}))
+
+
+def test_op_table_per_tensorrt_version():
+    t82, t103 = optable.op_table("8.2.1"), optable.op_table("10.3")
+    import onnx_ir as ir
+
+    node = ir.Node("", "NonZero", [])
+    assert "8.2" in t82["NonZero"].check(node) and t103["NonZero"].check is None
+    assert "LayerNormalization" in t103 and t82["LayerNormalization"].check(ir.Node("", "LayerNormalization", []))
+    assert "QDQ" in t103["QLinearConv"].check(ir.Node("", "QLinearConv", []))
+    assert "HardSwish" not in t82  # decomposed by prepare() before analysis
+
+
+@pytest.mark.parametrize("version,workspace,build_only", [
+    ("8.2.1", "--workspace=256", "--buildOnly"),
+    ("8.5.2", "--memPoolSize=workspace:256", "--buildOnly"),
+    ("8.6.2", "--memPoolSize=workspace:256", "--skipInference"),
+    ("10.3", "--memPoolSize=workspace:256M", "--skipInference"),
+])
+def test_trtexec_flags_per_version(version, workspace, build_only):
+    s = trtexec.EngineSettings(version, "int8", 256, 0, "/usr/src/tensorrt/bin/trtexec", True)
+    args = trtexec.trtexec_args(s, "model.onnx", "e.engine", "timing.cache")
+    assert workspace in args and build_only in args and "--timingCacheFile=timing.cache" in args
+    assert args[:2] == ["--onnx=model.onnx", "--saveEngine=e.engine"] and {"--int8", "--fp16"} <= set(args)
+    assert not any("DLA" in a for a in args)
+    dla = trtexec.EngineSettings(version, "fp16", 256, 2, "trtexec", True)
+    assert {"--useDLACore=0", "--allowGPUFallback"} <= set(trtexec.trtexec_args(dla, "m", "e", "t"))
+    assert not any("DLA" in a for a in trtexec.trtexec_args(trtexec.EngineSettings(version, "fp32", 256, 2, "t", True), "m", "e", "t"))
+    implicit = trtexec.trtexec_args(s, "model_fp32.onnx", "e", "t", implicit=True)
+    assert "--calib=calibration.cache" in implicit
+
+
+def test_calibration_cache_format_and_round_trip():
+    params = {"input": _qp(1 / 127), "conv:0 out": _qp(0.0123), "w": QuantParams(np.full(3, 0.1, np.float32), np.zeros(3), "int8", axis=0),
+              "bias": QuantParams(np.asarray(0.001, np.float32), np.asarray(0), "int32"),
+              "asym": QuantParams(np.asarray(0.02, np.float32), np.asarray(128), "uint8", range=(-1.0, 4.0))}
+    text = calib_cache.write_cache(params, "8.2.1")
+    head, scales = parse_calibration_cache(text)
+    assert head == "TRT-8201-EntropyCalibration2"
+    assert text.splitlines()[1:] == sorted(text.splitlines()[1:])  # deterministic order
+    assert "input: 3c010204" in text  # 1/127 <-> range [-1, 1] (ORT/TAO example)
+    assert set(scales) == {"input", "conv:0 out", "asym"}  # no per-channel weights, no int32 biases
+    assert np.float32(scales["conv:0 out"]) == np.float32(0.0123)
+    assert np.isclose(scales["asym"], 4.0 / 127)
+    assert calib_cache.header("10.3") == "TRT-100300-EntropyCalibration2"
+    assert calib_cache.parse_cache(text)[1] == scales
+
+
+def test_nano_refuses_int8_with_reason():
+    from deploykit.plugins import Registry
+    import deploykit_profiles
+    import deploykit_tensorrt
+
+    reg = Registry.from_plugins([deploykit_profiles, deploykit_tensorrt])
+    nano = reg.backend_for(reg.target("jetson-nano"))(reg.target("jetson-nano"))
+    with pytest.raises(DeployError, match="Maxwell.*no fast INT8.*--precision fp16"):
+        nano.check_precision("int8")
+    nano.check_precision("fp16")
+    orin = reg.backend_for(reg.target("jetson-orin-nano"))(reg.target("jetson-orin-nano"))
+    orin.check_precision("int8")
