@@ -35,7 +35,7 @@ def build_command(
         help="Activation range method: auto (try minmax, percentile, entropy, mse; keep the most accurate), or one of them."),
     accuracy_budget: Optional[str] = typer.Option(
         None, "--accuracy-budget",
-        help="int8 accuracy to keep vs fp32 on every output, e.g. sqnr=20 (dB, the default) or cosine=0.995. "
+        help="int8 accuracy to keep vs fp32 on every output: cosine=0.99 (the default) or e.g. sqnr=25 (dB). "
         "Layers fall back to float until it holds, where the target allows mixed precision."),
     io: str = typer.Option("float", "--io", help="Artifact I/O type where the backend supports integer I/O: float or int8."),
     force: bool = typer.Option(False, "--force", "-f", help="Replace the output folder if it exists."),

@@ -42,8 +42,8 @@ class AccuracyBudget:
     ``sqnr`` is in dB (signal-to-quantization-noise ratio), ``cosine`` is cosine similarity.
     """
 
-    metric: str = "sqnr"
-    threshold: float = 20.0
+    metric: str = "cosine"
+    threshold: float = 0.99
 
     @classmethod
     def parse(cls, text: str | None) -> AccuracyBudget:
@@ -51,7 +51,7 @@ class AccuracyBudget:
             return cls()
         m = re.fullmatch(r"\s*(sqnr|cosine)\s*(?:>=|=|:)\s*([0-9.eE+-]+)\s*", text)
         if not m:
-            raise DeployError(f"--accuracy-budget {text!r} is not understood; write e.g. sqnr=20 (dB) or cosine=0.995")
+            raise DeployError(f"--accuracy-budget {text!r} is not understood; write e.g. cosine=0.99 or sqnr=20 (dB)")
         metric, value = m.group(1), float(m.group(2))
         if metric == "cosine" and not 0 < value <= 1:
             raise DeployError(f"--accuracy-budget cosine must be in (0, 1], got {value}")
@@ -78,9 +78,10 @@ class QuantConfig:
     budget: AccuracyBudget = field(default_factory=AccuracyBudget)
     bias_correction: bool = True
     equalize: str = "auto"  # auto | on | off
-    eval_samples: int = 16
+    eval_samples: int = 32
+    sensitivity_samples: int = 8
     max_fallback_fraction: float = 0.25
-    max_sensitivity_layers: int = 96
+    max_sensitivity_layers: int = 48
 
 
 @dataclass
@@ -104,6 +105,7 @@ class QuantResult:
     metrics: dict[str, dict[str, float]]
     budget_met: bool
     report: dict[str, Any]
+    timing: dict[str, float] = field(default_factory=dict)
 
 
 def _session(model: onnx.ModelProto):
@@ -212,8 +214,9 @@ def quantize_model(
     result_model = ir.from_proto(proto) if equalized else model
     report = _report(index, observers, plan, sensitivity, config, method, trials, metrics, budget_met,
                      equalized, time.perf_counter() - t0, t_stats, len(calibration))
+    timing = {"statistics_s": t_stats, "total_s": time.perf_counter() - t0}
     return QuantResult(model=result_model, params=plan.all_params(), fallback=set(plan.fallback), plan=plan,
-                       qdq_model=qdq, metrics=metrics, budget_met=budget_met, report=report)
+                       qdq_model=qdq, metrics=metrics, budget_met=budget_met, report=report, timing=timing)
 
 
 def _has_depthwise(proto: onnx.ModelProto) -> bool:
@@ -225,10 +228,10 @@ def _has_depthwise(proto: onnx.ModelProto) -> bool:
     return False
 
 
-def _candidates(index: GraphIndex, observers, plan: QuantPlan, limit: int) -> list[str]:
+def _candidates(index: GraphIndex, scheme: QuantScheme, limit: int) -> list[str]:
     keys = []
     for k, node in enumerate(index.model.graph.node):
-        if quantizable_inputs(index, node):
+        if quantizable_inputs(index, node) and scheme.runs_quantized(node.op_type):
             keys.append((node.op_type in WEIGHT_OPS, _node_key(node, k)))
     weighted = [k for w, k in keys if w]
     others = [k for w, k in keys if not w]
@@ -237,13 +240,14 @@ def _candidates(index: GraphIndex, observers, plan: QuantPlan, limit: int) -> li
 
 def _fallback_search(index, observers, scheme, method, config, proto, feeds, refs, log, progress):
     all_keys = [_node_key(n, k) for k, n in enumerate(index.model.graph.node)]
-    candidates = _candidates(index, observers, None, config.max_sensitivity_layers)
+    candidates = _candidates(index, scheme, config.max_sensitivity_layers)
     log(f"budget {config.budget} not met: measuring sensitivity of {len(candidates)} layers")
     sensitivity: dict[str, float] = {}
     for j, key in enumerate(candidates):
         plan = build_plan(index, observers, scheme, method, fallback=set(all_keys) - {key},
                           bias_correction=config.bias_correction)
-        metrics = evaluate(build_qdq_model(proto, plan, index), feeds, refs)
+        n = config.sensitivity_samples
+        metrics = evaluate(build_qdq_model(proto, plan, index), feeds[:n], refs[:n])
         sensitivity[key] = config.budget.score(metrics)
         if progress:
             progress("sensitivity", j + 1, len(candidates))
@@ -299,7 +303,7 @@ def _report(index, observers, plan: QuantPlan, sensitivity, config, method, tria
     return json_safe({
         "engine": "deploykit",
         "range_method": method,
-        "methods_tried": trials,
+        "methods_tried": [{"method": t["method"], "score": round(t["score"], 4)} for t in trials],
         "budget": str(config.budget),
         "budget_met": budget_met,
         "bias_correction": config.bias_correction,
@@ -309,5 +313,4 @@ def _report(index, observers, plan: QuantPlan, sensitivity, config, method, tria
         "fallback_layers": sorted(plan.fallback),
         "output_metrics": metrics,
         "layers": layers,
-        "timing_s": {"statistics": round(stats_seconds, 3), "total": round(seconds, 3)},
     })

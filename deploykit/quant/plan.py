@@ -34,6 +34,13 @@ class QuantPlan:
     float_values: dict[str, np.ndarray] = field(default_factory=dict)  # corrected float weights/biases
     fallback: set[str] = field(default_factory=set)
     method: str = "minmax"
+    scheme: QuantScheme | None = None
+
+    def quantized(self, node: onnx.NodeProto, key: str) -> bool:
+        """Whether ``node`` reads quantized inputs (not a fallback and allowed by the scheme)."""
+        if key in self.fallback:
+            return False
+        return self.scheme is None or self.scheme.runs_quantized(node.op_type)
 
     def all_params(self) -> dict[str, QuantParams]:
         return {**self.constants, **self.activations, **self.weights, **self.biases}
@@ -91,7 +98,7 @@ def build_plan(
     overrides: dict[str, str] | None = None,
 ) -> QuantPlan:
     """Compute parameters for every quantized tensor. ``overrides``: tensor -> range method."""
-    plan = QuantPlan(fallback=set(fallback or ()), method=method)
+    plan = QuantPlan(fallback=set(fallback or ()), method=method, scheme=scheme)
     act_dtype = scheme.activation_dtype
     nodes = list(index.model.graph.node)
     # 1. raw activation ranges
@@ -130,7 +137,7 @@ def build_plan(
                                                             method="fixed", range=None)
     # 4. weights, biases, constants
     for k, node in enumerate(nodes):
-        if _node_key(node, k) in plan.fallback:
+        if not plan.quantized(node, _node_key(node, k)):
             continue
         q_inputs = quantizable_inputs(index, node)
         w_params = None

@@ -77,7 +77,7 @@ def build_qdq_model(model: onnx.ModelProto, plan: QuantPlan, index: GraphIndex |
     renamed: dict[str, str] = {}
     for k, node in enumerate(g.node):
         for j, o in enumerate(node.output):
-            if o in index.graph_outputs and o in plan.activations and _node_key(node, k) not in plan.fallback:
+            if o in index.graph_outputs and o in plan.activations and plan.quantized(node, _node_key(node, k)):
                 fp = b.fresh(o + "_float")
                 node.output[j] = fp
                 renamed[o] = fp
@@ -86,8 +86,8 @@ def build_qdq_model(model: onnx.ModelProto, plan: QuantPlan, index: GraphIndex |
         b.qdq(fp, plan.activations[o], o)
         dq_of[fp] = o
     for k, node in enumerate(list(g.node)):
-        if _node_key(node, k) in plan.fallback:
-            # fallback nodes read float values: undo renames of graph outputs they consume
+        if not plan.quantized(node, _node_key(node, k)):
+            # float nodes read float values: undo renames of graph outputs they consume
             for i, name in enumerate(node.input):
                 if name in renamed:
                     node.input[i] = renamed[name]

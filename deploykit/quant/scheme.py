@@ -35,6 +35,9 @@ class QuantScheme:
     :ivar io_dtype: dtype of the artifact's I/O (``"float32"`` means (de)quantize inside).
     :ivar fixed_output_params: op -> (scale, zero point) its output must use (e.g. TFLite's
         Softmax/Logistic output scale 1/256, zero point -128).
+    :ivar quantize_ops: if set, only nodes of these ops read quantized inputs (Q/DQ placement of
+        QDQ backends); ``None`` quantizes every op (full-integer backends like TFLite).
+        ``float_ops`` always run in float. Parameters are still computed for every tensor.
     """
 
     weight_dtype: str = "int8"
@@ -49,3 +52,18 @@ class QuantScheme:
     bias_int32: bool = True
     io_dtype: str = "float32"
     fixed_output_params: dict[str, tuple[float, int]] = field(default_factory=dict)
+    quantize_ops: frozenset[str] | None = None
+
+    def runs_quantized(self, op_type: str) -> bool:
+        """Whether nodes of ``op_type`` read quantized inputs (else they run in float)."""
+        if op_type in self.float_ops:
+            return False
+        return self.quantize_ops is None or op_type in self.quantize_ops
+
+
+# Ops whose int8 kernels pay off on CPU runtimes that fuse QDQ (ONNX Runtime, OpenVINO): quantizing
+# only these inputs avoids Q/DQ churn around element-wise and data-movement ops.
+COMPUTE_OPS = frozenset({
+    "Conv", "ConvTranspose", "Gemm", "MatMul", "Add", "Mul", "Concat",
+    "AveragePool", "GlobalAveragePool", "MaxPool",
+})

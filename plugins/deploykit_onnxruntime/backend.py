@@ -10,7 +10,7 @@ from typing import ClassVar
 from deploykit.backend import Artifact, Backend, BuildContext
 from deploykit.errors import DeployError
 from deploykit.ir.export import save_model
-from deploykit.quant.scheme import QuantScheme
+from deploykit.quant.scheme import COMPUTE_OPS, QuantScheme
 
 MODEL_FILE = "model.onnx"
 
@@ -31,6 +31,7 @@ class OnnxRuntimeBackend(Backend):
         activation_symmetric=False,
         per_channel_weights=True,
         mixed_precision=True,
+        quantize_ops=COMPUTE_OPS,
     )
     min_opset = 7
     int8_min_opset = 13  # per-channel QuantizeLinear/DequantizeLinear (axis attribute)

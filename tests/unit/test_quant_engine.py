@@ -82,7 +82,7 @@ def test_range_methods_include_zero_and_clip_outliers(method):
 
 
 def test_accuracy_budget_parse():
-    assert AccuracyBudget.parse(None) == AccuracyBudget("sqnr", 20.0)
+    assert AccuracyBudget.parse(None) == AccuracyBudget("cosine", 0.99)
     assert AccuracyBudget.parse("cosine=0.999") == AccuracyBudget("cosine", 0.999)
     assert AccuracyBudget.parse("sqnr>=30").threshold == 30.0
     for bad in ("top5=1", "cosine=2", "sqnr"):
@@ -175,7 +175,7 @@ def test_auto_picks_best_method_and_reports_layers(tmp_path):
     r = quantize_model(model, samples, SCHEME, QuantConfig())
     tried = {t["method"]: t["score"] for t in r.report["methods_tried"]}
     assert set(tried) == set(METHODS)
-    assert r.report["range_method"] == max(tried, key=tried.get)
+    assert tried[r.report["range_method"]] == max(tried.values())
     assert r.report["layers"] and {"node", "range_method", "scale", "sqnr_db", "fallback"} <= set(r.report["layers"][0])
 
 
