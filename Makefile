@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.deploykit-installed
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-unit test-plugin test-e2e bench clean
+.PHONY: setup device-envs demo test test-unit test-plugin test-e2e bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,10 +17,14 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
+# Python 3.6 / 3.10 environments for device-side tests (best effort; tests skip without them)
+device-envs:
+	bash scripts/device-envs.sh
+
 demo: $(STAMP)
 	cd examples/quickstart && PATH="$(abspath $(VENV))/bin:$$PATH" bash run.sh
 
-test: $(STAMP)
+test: $(STAMP) device-envs
 	$(PY) -m pytest -n 2 -q $(PYTEST_ARGS)
 
 test-unit: $(STAMP)

@@ -28,7 +28,7 @@ import onnx_ir as ir
 from deploykit.backend import Artifact, Backend, BuildContext, NodeSupport, OpRule, Support
 from deploykit.errors import DeployError
 from deploykit.ir.export import save_model
-from deploykit.quant.scheme import SCALE_PRESERVING_OPS, QuantScheme
+from deploykit.quant.scheme import COMPUTE_OPS, SCALE_PRESERVING_OPS, QuantScheme
 
 MODEL_FILE = "model.xml"
 WEIGHTS_FILE = "model.bin"
@@ -44,6 +44,7 @@ OPENVINO_SCHEME = QuantScheme(
     activation_symmetric=False,
     per_channel_weights=True,
     shared_scale_ops=SCALE_PRESERVING_OPS | {"Concat"},
+    quantize_ops=COMPUTE_OPS,  # FakeQuantize only where the CPU plugin runs int8 kernels (as NNCF places them)
     float_ops=frozenset({"Softmax", "LogSoftmax", "Sigmoid", "Tanh", "Exp", "Log", "Div", "Pow", "Sqrt", "Erf",
                          "Gelu", "HardSigmoid", "HardSwish", "LayerNormalization", "InstanceNormalization",
                          "LRN", "Reciprocal", "Sub"}),
