@@ -6,6 +6,7 @@ import typer
 
 from deploykit import __version__
 from deploykit.cli.build import build_command
+from deploykit.cli.docker_cmd import package_command
 from deploykit.cli.doctor_cmd import doctor_command
 from deploykit.cli.inspect_cmd import inspect_command
 from deploykit.cli.run_cmd import run_command, verify_command
@@ -28,6 +29,7 @@ app.command("inspect")(inspect_command)
 app.command("run")(run_command)
 app.command("verify")(verify_command)
 app.command("doctor")(doctor_command)
+app.command("package")(package_command)
 
 
 def _version(value: bool) -> None:

@@ -13,6 +13,7 @@ from deploykit.pipeline import BuildRequest, build
 
 @cli_errors
 def build_command(
+    ctx: typer.Context,
     model: Path = typer.Argument(..., help="The ONNX model file.", show_default=False),
     target: str = typer.Option(..., "--target", "-t", help="Target device profile (see 'deploykit targets')."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Bundle folder [default: ./MODEL-TARGET-PRECISION]."),
@@ -40,10 +41,25 @@ def build_command(
     io: str = typer.Option("float", "--io", help="Artifact I/O type where the backend supports integer I/O: float or int8."),
     force: bool = typer.Option(False, "--force", "-f", help="Replace the output folder if it exists."),
     strict: bool = typer.Option(False, "--strict", help="Exit with code 4 when verification fails or the accuracy budget is missed."),
+    docker: bool = typer.Option(False, "--docker", help="Build inside the backend's toolchain image (docker), as the calling user."),
+    platform: Optional[str] = typer.Option(None, "--platform", help="With --docker: docker platform of the toolchain image, e.g. linux/amd64."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="With --docker: write the image context, print the docker commands, build nothing."),
+    docker_context: Optional[Path] = typer.Option(
+        None, "--docker-context", help="With --docker: folder for the generated Dockerfile [default: OUTPUT/../.deploykit-docker/BACKEND]."),
     json_out: bool = JsonOption,
     debug: bool = DebugOption,
 ) -> None:
     """Build MODEL into a verified, ready-to-run bundle for a TARGET device."""
+    if docker or dry_run or platform or docker_context:
+        from deploykit.cli.docker_cmd import build_in_docker
+
+        if not docker:
+            from deploykit.errors import DeployError
+
+            raise DeployError("--platform, --dry-run and --docker-context only apply with --docker")
+        build_in_docker(ctx, model=model, target=target, output=output, precision=precision, calibration=calibration,
+                        platform=platform, dry_run=dry_run, docker_context=docker_context)
+        return
     if precision is not None and precision not in ("fp32", "fp16", "int8"):
         from deploykit.errors import DeployError
 

@@ -58,7 +58,16 @@ def collect() -> dict:
         "backends": {name: {"installed": cls.is_installed(), "missing": cls.missing_host_modules()}
                      for name, cls in sorted(registry.backends.items())},
         "targets": target_rows(registry),
+        **_docker_info(registry),
     }
+
+
+def _docker_info(registry) -> dict:
+    from deploykit.docker.engine import docker_status
+    from deploykit.docker.needs import target_needs
+
+    status = docker_status()
+    return {"docker": status.to_json(), "docker_targets": target_needs(registry.targets.values(), status)}
 
 
 @cli_errors
@@ -84,5 +93,16 @@ def doctor_command(json_out: bool = JsonOption, debug: bool = DebugOption) -> No
     for name, s in info["backends"].items():
         b.add_row(name, "[green]ready[/]" if s["installed"] else f"[yellow]missing {', '.join(s['missing'])}[/]")
     out_console.print(b)
+    d = info["docker"]
+    out_console.print(f"docker: cli {d['cli'] or 'not found'}; daemon {d['daemon'] or 'not reachable'}; "
+                      f"buildx {d['buildx'] or 'not found'}; qemu binfmt {', '.join(d['qemu_binfmt']) or 'none'}",
+                      markup=False, highlight=False)
+    dt = Table(title="docker per target (build --docker / package --docker)", title_justify="left")
+    for col in ("target", "toolchain platform", "device image", "still needs"):
+        dt.add_column(col)
+    for r in info["docker_targets"]:
+        dt.add_row(r["target"], r["toolchain_platform"], f"{r['device_base_image']} ({r['device_platform']})",
+                   "; ".join(r["needs"]) or "[green]nothing[/]")
+    out_console.print(dt)
     ready = [r["name"] for r in info["targets"] if r["installed"]]
     out_console.print(f"targets ready to build here: {', '.join(ready) or 'none'}")

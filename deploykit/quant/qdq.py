@@ -120,7 +120,7 @@ def build_qdq_model(model: onnx.ModelProto, plan: QuantPlan, index: GraphIndex |
     _drop_unused_initializers(g, b.new_nodes)
     nodes = list(g.node) + b.new_nodes
     del g.node[:]
-    g.node.extend(_toposort(nodes, {i.name for i in g.input} | {t.name for t in g.initializer}))
+    g.node.extend(toposort(nodes, {i.name for i in g.input} | {t.name for t in g.initializer}))
     _ensure_opset(out, 13)
     return out
 
@@ -150,7 +150,7 @@ def _ensure_opset(model: onnx.ModelProto, minimum: int) -> None:
             raise ValueError(f"QDQ needs opset >= {minimum}, model has {op.version}")
 
 
-def _toposort(nodes: list[onnx.NodeProto], available: set[str]) -> list[onnx.NodeProto]:
+def toposort(nodes: list[onnx.NodeProto], available: set[str]) -> list[onnx.NodeProto]:
     """Kahn's algorithm, stable with respect to the given order."""
     import heapq
 

@@ -26,56 +26,12 @@ INT8_OPS = frozenset(PASSTHROUGH) | frozenset(FIXED) | REQUANTIZING
 
 
 class FullInt8Rewriter(base.Int8Rewriter):
-    """Int8Rewriter with the Edge TPU's op sets; ``_int8_possible`` / ``run`` mirror the base."""
+    """Int8Rewriter with the Edge TPU's (wider) op sets."""
 
-    def _int8_possible(self, op) -> bool:
-        acts = [t for t in op.inputs if t is not None and not t.is_const and t.dtype in ("float32", "int8")]
-        if op.code in PASSTHROUGH:
-            data = op.inputs[PASSTHROUGH[op.code]]
-            if op.code == "GATHER" and data.is_const:
-                return self.qp(op.outputs[0]) is not None
-            ok = data.dtype == "int8" or (id(data) in self.graph_inputs and self.qp(data) is not None)
-            return ok and all(t is data or t.is_const for t in acts)
-        if op.code in FIXED:
-            return self.qp(op.inputs[0]) is not None
-        if op.code in REQUANTIZING:
-            return all(self.qp(t) is not None for t in acts) and all(self.qp(t) is not None for t in op.outputs)
-        return False
-
-    def run(self) -> None:
-        for op in self.g.ops:
-            self.derive(op)
-            if not self._int8_possible(op):
-                self._float(op)
-                continue
-            if op.code in base.WEIGHTED:
-                self._weighted(op)
-                outs = [self.qp(t) for t in op.outputs]
-            elif op.code == "GATHER" and op.inputs[0].is_const:
-                q = self.qp(op.outputs[0])
-                op.inputs[0] = self.as_int8(op.inputs[0], q)
-                outs = [q]
-            elif op.code in PASSTHROUGH:
-                di = PASSTHROUGH[op.code]
-                op.inputs[di] = self.as_int8(op.inputs[di])
-                q = op.inputs[di].quant
-                op.inputs = [self.as_int8(t, q) if (t is not None and t.is_const and t.dtype == "float32")
-                             else t for t in op.inputs]
-                outs = [q for _ in op.outputs]
-            elif op.code in FIXED:
-                op.inputs[0] = self.as_int8(op.inputs[0])
-                outs = [QParams.per_tensor(*FIXED[op.code])]
-            elif op.code in SAME_OUTPUT_INPUTS:
-                q = self.qp(op.outputs[0])
-                op.inputs = [self.as_int8(t, q) for t in op.inputs]
-                outs = [q]
-            else:
-                op.inputs = [self.as_int8(t) if (t is not None and t.dtype in ("float32", "int8")) else t
-                             for t in op.inputs]
-                outs = [self.qp(t) for t in op.outputs]
-            for t, q in zip(op.outputs, outs):
-                t.dtype, t.quant = "int8", q
-            self.ops.append(op)
+    PASSTHROUGH = PASSTHROUGH
+    FIXED = FIXED
+    REQUANTIZING = REQUANTIZING
+    SAME_OUTPUT_INPUTS = SAME_OUTPUT_INPUTS
 
 
 def float_operators(graph: TFLGraph) -> list[tuple[str, str]]:

@@ -16,12 +16,13 @@ what runs in INT8 (facts §2):
 
 from __future__ import annotations
 
-import heapq
 from dataclasses import dataclass, field
 
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
+
+from deploykit.quant.qdq import toposort
 
 WEIGHT_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})
 # op -> input indices whose activations TensorRT consumes in INT8 when a Q/DQ pair feeds them
@@ -221,7 +222,7 @@ def place_for_tensorrt(model: onnx.ModelProto, params: dict, fallback: set[str] 
     if weight_format == "float":
         _weights_as_float_qdq(gr)
     _drop_unused_initializers(g)
-    sorted_nodes = _toposort(list(g.node), {i.name for i in g.input} | {t.name for t in g.initializer})
+    sorted_nodes = toposort(list(g.node), {i.name for i in g.input} | {t.name for t in g.initializer})
     del g.node[:]
     g.node.extend(sorted_nodes)
     return out, rep
@@ -281,27 +282,6 @@ def _drop_unused_initializers(g: onnx.GraphProto) -> None:
     keep = [t for t in g.initializer if t.name in used]
     del g.initializer[:]
     g.initializer.extend(keep)
-
-
-def _toposort(nodes: list[onnx.NodeProto], available: set[str]) -> list[onnx.NodeProto]:
-    producer = {o: k for k, n in enumerate(nodes) for o in n.output if o}
-    deps = [{producer[i] for i in n.input if i in producer and i not in available} for n in nodes]
-    users: dict[int, list[int]] = {}
-    for k, d in enumerate(deps):
-        for p in d:
-            users.setdefault(p, []).append(k)
-    missing = [len(d) for d in deps]
-    heap = [k for k, m in enumerate(missing) if m == 0]
-    heapq.heapify(heap)
-    order = []
-    while heap:
-        k = heapq.heappop(heap)
-        order.append(k)
-        for u in users.get(k, []):
-            missing[u] -= 1
-            if missing[u] == 0:
-                heapq.heappush(heap, u)
-    return [nodes[k] for k in order] if len(order) == len(nodes) else nodes
 
 
 def qdq_summary(model: onnx.ModelProto) -> dict:

@@ -17,14 +17,15 @@ def _sole_use(graph: TFLGraph, users, t) -> bool:
     return len(users.get(id(t), [])) == 1 and all(t is not o for o in graph.outputs)
 
 
-def fuse_activations(graph: TFLGraph) -> int:
+def fuse_activations(graph: TFLGraph, fuses_activation: frozenset[str] = FUSES_ACTIVATION) -> int:
+    """Fuse lone activations into producers of ``fuses_activation`` ops; returns how many."""
     users, producers = graph.consumers(), graph.producers()
     removed = set()
     for op in graph.ops:
         if op.code not in ACTIVATIONS:
             continue
         prod = producers.get(id(op.inputs[0]))
-        if prod is None or id(prod) in removed or prod.code not in FUSES_ACTIVATION or prod.options is None:
+        if prod is None or id(prod) in removed or prod.code not in fuses_activation or prod.options is None:
             continue
         if getattr(prod.options, "fusedActivationFunction", 1) != 0 or not _sole_use(graph, users, op.inputs[0]):
             continue

@@ -59,6 +59,16 @@ def _quantize(data: np.ndarray, q: QParams, dtype: str = "int8") -> np.ndarray:
 
 
 class Int8Rewriter:
+    """Turns a float TFLGraph into int8 where XNNPACK's int8 kernels apply.
+
+    The op sets are class attributes so a stricter target (Edge TPU) can widen them in a subclass.
+    """
+
+    PASSTHROUGH: dict[str, int] = PASSTHROUGH  # op -> data input index; output keeps its params
+    FIXED: dict[str, tuple[float, int]] = FIXED  # op -> fixed output (scale, zero point)
+    REQUANTIZING: frozenset[str] = REQUANTIZING  # ops with their own output params
+    SAME_OUTPUT_INPUTS: frozenset[str] = frozenset({"CONCATENATION"})  # inputs requantized to the output's
+
     def __init__(self, graph: TFLGraph, params: dict[str, Any], fallback: set[str]):
         self.g = graph
         self.params = params
@@ -160,15 +170,15 @@ class Int8Rewriter:
         if op.node in self.fallback:
             return False
         acts = [t for t in op.inputs if t is not None and not t.is_const and t.dtype in ("float32", "int8")]
-        if op.code in PASSTHROUGH:
-            data = op.inputs[PASSTHROUGH[op.code]]
+        if op.code in self.PASSTHROUGH:
+            data = op.inputs[self.PASSTHROUGH[op.code]]
             if op.code == "GATHER" and data.is_const:  # embedding table: quantized with the output's params
                 return self.qp(op.outputs[0]) is not None
             ok = data.dtype == "int8" or (id(data) in self.graph_inputs and self.qp(data) is not None)
             return ok and all(t is data or t.is_const for t in acts)
-        if op.code in FIXED:
+        if op.code in self.FIXED:
             return self.qp(op.inputs[0]) is not None
-        if op.code in REQUANTIZING:
+        if op.code in self.REQUANTIZING:
             return all(self.qp(t) is not None for t in acts) and all(self.qp(t) is not None for t in op.outputs)
         return False
 
@@ -185,17 +195,17 @@ class Int8Rewriter:
                 q = self.qp(op.outputs[0])
                 op.inputs[0] = self.as_int8(op.inputs[0], q)
                 outs = [q]
-            elif op.code in PASSTHROUGH:
-                di = PASSTHROUGH[op.code]
+            elif op.code in self.PASSTHROUGH:
+                di = self.PASSTHROUGH[op.code]
                 op.inputs[di] = self.as_int8(op.inputs[di])
                 q = op.inputs[di].quant
                 op.inputs = [self.as_int8(t, q) if (t is not None and t.is_const and t.dtype == "float32")
                              else t for t in op.inputs]
                 outs = [q for _ in op.outputs]
-            elif op.code in FIXED:
+            elif op.code in self.FIXED:
                 op.inputs[0] = self.as_int8(op.inputs[0])
-                outs = [QParams.per_tensor(*FIXED[op.code])]
-            elif op.code == "CONCATENATION":
+                outs = [QParams.per_tensor(*self.FIXED[op.code])]
+            elif op.code in self.SAME_OUTPUT_INPUTS:
                 q = self.qp(op.outputs[0])
                 op.inputs = [self.as_int8(t, q) for t in op.inputs]
                 outs = [q]

@@ -1,0 +1,159 @@
+"""Per-backend toolchain images and the docker command lines of ``deploykit build --docker``.
+
+The image holds deploykit + one backend's host toolchain (pinned); the build runs in it as the
+calling user, with the model folder mounted read-only and the output's parent folder read-write
+(the bundle is staged in a sibling temp folder and renamed into place, so the parent must be writable).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from deploykit.errors import DeployError
+
+MODEL_MOUNT = "/work/model"
+CALIB_MOUNT = "/work/calibration"
+OUT_MOUNT = "/work/out"
+CONTEXT_DIRNAME = ".deploykit-docker"
+
+
+@dataclass(frozen=True)
+class ToolchainImage:
+    """A build image for one backend: pinned base image and package versions."""
+
+    backend: str
+    description: str
+    base_image: str                 # pinned by tag
+    extra: str = ""                 # deploykit extra to install: tflite, openvino, ...
+    pins: tuple[str, ...] = ()      # exact versions of the toolchain's Python packages
+    coral_apt: str = ""             # edgetpu-compiler apt version ("" = no Coral repository)
+    platform: str | None = None     # forced docker platform (None = the caller's --platform or native)
+
+    def tag(self, version: str) -> str:
+        return f"deploykit-toolchain-{self.backend}:{version}"
+
+
+# Versions match the profiles deploykit verifies with: host (onnxruntime), rpi4/rpi5 (ai-edge-litert),
+# intel-cpu (openvino); tests/unit/test_docker_toolchain.py checks they agree.
+_PY = "python:3.11-slim-bookworm"
+TOOLCHAIN_IMAGES: dict[str, ToolchainImage] = {
+    img.backend: img
+    for img in (
+        ToolchainImage("onnxruntime", "ONNX Runtime CPU (host target, fp32 reference)", _PY,
+                       pins=("onnxruntime==1.32.0",)),
+        ToolchainImage("tflite", "LiteRT (ai-edge-litert) for Raspberry Pi targets", _PY, extra="tflite",
+                       pins=("ai-edge-litert==2.3.0",)),
+        ToolchainImage("edgetpu", "x86-64 Debian 12 + Coral apt repository edgetpu_compiler + LiteRT", _PY,
+                       extra="tflite", pins=("ai-edge-litert==2.3.0",), coral_apt="16.0", platform="linux/amd64"),
+        ToolchainImage("openvino", "OpenVINO (Intel CPU / NPU; NCS2 IR via the downgrade pass)", _PY,
+                       extra="openvino", pins=("openvino==2026.4.1",), platform="linux/amd64"),
+        # TensorRT engines are built on the Jetson (build_engine.sh in the bundle); lowering needs ONNX only.
+        ToolchainImage("tensorrt", "ONNX + ONNX Runtime (TensorRT engines are built on the Jetson itself)", _PY,
+                       pins=("onnxruntime==1.32.0",)),
+    )
+}
+
+
+def toolchain_for_backend(backend: str) -> ToolchainImage:
+    if backend not in TOOLCHAIN_IMAGES:
+        raise DeployError(f"no toolchain image for the {backend!r} backend; known: {', '.join(sorted(TOOLCHAIN_IMAGES))} "
+                          "(build without --docker)")
+    return TOOLCHAIN_IMAGES[backend]
+
+
+def source_tree() -> Path | None:
+    """The deploykit source checkout this module runs from, if it is one (pyproject.toml beside it)."""
+    root = Path(__file__).resolve().parents[2]
+    if (root / "pyproject.toml").is_file() and (root / "deploykit" / "__init__.py").is_file():
+        return root
+    return None
+
+
+def render_dockerfile(image: ToolchainImage, source: str = "source") -> str:
+    """The toolchain Dockerfile; ``source`` is ``"source"`` (copied src/ tree) or ``"pypi"``."""
+    from deploykit import __version__
+    from deploykit.bundle.render import environment
+
+    env = environment("deploykit.docker")
+    return env.get_template("toolchain.Dockerfile.j2").render(
+        image=image, version=__version__, source=source, extra=f"[{image.extra}]" if image.extra else "")
+
+
+_SOURCE_PARTS = ("pyproject.toml", "README.md", "deploykit", "plugins", "targets")
+
+
+def write_context(image: ToolchainImage, context_dir: Path) -> Path:
+    """Write the Dockerfile (and a clean copy of the deploykit source, when running from one)."""
+    context_dir.mkdir(parents=True, exist_ok=True)
+    root = source_tree()
+    src = context_dir / "src"
+    if src.exists():
+        shutil.rmtree(src)
+    if root is not None:
+        ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", ".pytest_cache")
+        src.mkdir()
+        for part in _SOURCE_PARTS:
+            p = root / part
+            if p.is_dir():
+                shutil.copytree(p, src / part, ignore=ignore)
+            elif p.is_file():
+                shutil.copy2(p, src / part)
+    dockerfile = context_dir / "Dockerfile"
+    dockerfile.write_text(render_dockerfile(image, "source" if root is not None else "pypi"), encoding="utf-8")
+    (context_dir / ".dockerignore").write_text("**/__pycache__\n**/*.pyc\n", encoding="utf-8")
+    return dockerfile
+
+
+@dataclass
+class DockerBuildPlan:
+    """The two docker commands of one ``deploykit build --docker``."""
+
+    image: ToolchainImage
+    context_dir: Path
+    build_cmd: list[str]
+    run_cmd: list[str]
+    mkdirs: list[Path] = field(default_factory=list)   # created before `docker run` (else docker makes them root-owned)
+
+
+def _platform_for(image: ToolchainImage, requested: str | None) -> str | None:
+    if image.platform and requested and requested != image.platform:
+        raise DeployError(f"the {image.backend} toolchain only exists for {image.platform} (got --platform {requested}); "
+                          f"drop --platform or use {image.platform}")
+    return requested or image.platform
+
+
+def plan_build(*, backend: str, model: Path, output: Path, inner_args: list[str], calibration: Path | None = None,
+               platform: str | None = None, context_dir: Path | None = None, uid: int | None = None,
+               gid: int | None = None, env: dict[str, str] | None = None) -> DockerBuildPlan:
+    """Docker commands that build ``model`` into ``output`` inside the backend's toolchain image.
+
+    ``inner_args`` are the remaining ``deploykit build`` options (everything but MODEL, -o and
+    --calibration, which are rewritten to the mount points).
+    """
+    from deploykit import __version__
+
+    image = toolchain_for_backend(backend)
+    plat = _platform_for(image, platform)
+    model = model.absolute()
+    output = output.absolute()
+    ctx = (context_dir.absolute() if context_dir else output.parent / CONTEXT_DIRNAME / backend)
+    tag = image.tag(__version__)
+    build_cmd = ["docker", "build"] + (["--platform", plat] if plat else []) + ["-t", tag, str(ctx)]
+    uid = os.getuid() if uid is None else uid
+    gid = os.getgid() if gid is None else gid
+    run_cmd = ["docker", "run", "--rm"] + (["--platform", plat] if plat else [])
+    run_cmd += ["--user", f"{uid}:{gid}", "-e", "HOME=/tmp"]
+    for k, v in sorted((env or {}).items()):
+        run_cmd += ["-e", f"{k}={v}"]
+    run_cmd += ["-v", f"{model.parent}:{MODEL_MOUNT}:ro"]
+    args = ["build", f"{MODEL_MOUNT}/{model.name}", "-o", f"{OUT_MOUNT}/{output.name}"]
+    if calibration is not None:
+        calibration = calibration.absolute()
+        run_cmd += ["-v", f"{calibration.parent}:{CALIB_MOUNT}:ro"]
+        args += ["--calibration", f"{CALIB_MOUNT}/{calibration.name}"]
+    run_cmd += ["-v", f"{output.parent}:{OUT_MOUNT}:rw", "-w", OUT_MOUNT, tag]
+    return DockerBuildPlan(image=image, context_dir=ctx, build_cmd=build_cmd, run_cmd=run_cmd + args + list(inner_args),
+                           mkdirs=[output.parent])
