@@ -11,11 +11,12 @@ import numpy as np
 import onnx
 
 from deploykit.quant.calibration import SampleSet
-from deploykit.quant.observers import TensorObserver
+from deploykit.quant.observers import RESERVOIR, TensorObserver
 from deploykit.quant.roles import FLOAT_TYPES, WEIGHT_OPS
 
 
 BUFFER_BYTES = 64 << 20
+RESERVOIR_BUDGET_BYTES = 96 << 20
 
 
 @dataclass
@@ -91,10 +92,14 @@ def collect_statistics(
     so.intra_op_num_threads = threads or min(os.cpu_count() or 1, 8)
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
     so.log_severity_level = 3
+    so.enable_cpu_mem_arena = False  # every intermediate is an output: an arena would keep them all
     sess = ort.InferenceSession(augmented.SerializeToString(), so, providers=["CPUExecutionProvider"])
     out_names = [o.name for o in sess.get_outputs()]
     want_inputs = {i.name for i in sess.get_inputs()}
-    observers = {n: TensorObserver(n, seed=k, channel_axis=_channel_axis_for(index, n)) for k, n in enumerate(acts)}
+    # Reservoirs share a fixed memory budget, so models with thousands of tensors stay bounded.
+    reservoir = int(min(RESERVOIR, max(4096, RESERVOIR_BUDGET_BYTES // (4 * max(len(acts), 1)))))
+    observers = {n: TensorObserver(n, seed=k, reservoir=reservoir, channel_axis=_channel_axis_for(index, n))
+                 for k, n in enumerate(acts)}
     eval_feeds, eval_refs = [], []
     total = len(samples)
     # Several samples' tensors are observed at once (fewer, larger numpy calls), within a memory cap.

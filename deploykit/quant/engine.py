@@ -187,11 +187,14 @@ def quantize_model(
     if bad:
         log(f"warning: NaN/Inf values in {len(bad)} tensors during calibration (e.g. {bad[0]!r}); they are ignored")
     t_stats = time.perf_counter() - t0
+    base_fallback = _statistics_nodes(index) if scheme.mixed_precision else set()
+    if base_fallback:
+        log(f"{len(base_fallback)} normalization-statistics node(s) stay in float")
     methods = list(METHODS) if config.method == "auto" else [config.method]
     trials = []
     best = None
     for m in methods:
-        plan = build_plan(index, observers, scheme, m, bias_correction=config.bias_correction)
+        plan = build_plan(index, observers, scheme, m, fallback=base_fallback, bias_correction=config.bias_correction)
         qdq = build_qdq_model(proto, plan, index)
         metrics = evaluate(qdq, feeds, refs)
         score = config.budget.score(metrics)
@@ -206,7 +209,8 @@ def quantize_model(
         f"(tried {', '.join('%s %.3g' % (t['method'], t['score']) for t in trials)})")
     sensitivity: dict[str, float] = {}
     if not config.budget.met(metrics) and scheme.mixed_precision:
-        plan, qdq, metrics, sensitivity = _fallback_search(index, observers, scheme, method, config, proto, feeds, refs, log, progress)
+        plan, qdq, metrics, sensitivity = _fallback_search(index, observers, scheme, method, config, proto, feeds, refs,
+                                                           log, progress, base_fallback, plan)
     budget_met = config.budget.met(metrics)
     if not budget_met:
         log(f"warning: accuracy budget {config.budget} missed: best {config.budget.metric} "
@@ -219,6 +223,21 @@ def quantize_model(
                        qdq_model=qdq, metrics=metrics, budget_met=budget_met, report=report, timing=timing)
 
 
+# Ops computing statistics (variance, norms, reciprocals): their consumers see values whose small
+# magnitudes matter (var + eps), so those consumers stay float in mixed-precision schemes.
+_STATISTICS_OPS = frozenset({"ReduceMean", "ReduceSum", "ReduceSumSquare", "ReduceL2", "Pow", "Sqrt", "Reciprocal"})
+
+
+def _statistics_nodes(index: GraphIndex) -> set[str]:
+    keys = set()
+    for k, node in enumerate(index.model.graph.node):
+        if node.op_type in WEIGHT_OPS:
+            continue
+        if any((p := index.producer.get(i)) is not None and p.op_type in _STATISTICS_OPS for i in node.input if i):
+            keys.add(_node_key(node, k))
+    return keys
+
+
 def _has_depthwise(proto: onnx.ModelProto) -> bool:
     for n in proto.graph.node:
         if n.op_type == "Conv":
@@ -228,19 +247,23 @@ def _has_depthwise(proto: onnx.ModelProto) -> bool:
     return False
 
 
-def _candidates(index: GraphIndex, scheme: QuantScheme, limit: int) -> list[str]:
-    keys = []
+def _candidates(index: GraphIndex, scheme: QuantScheme, limit: int, plan: QuantPlan, observers) -> list[str]:
+    """Quantized nodes, the ones whose inputs lose most to quantization (lowest SQNR) first."""
+    ranked = []
     for k, node in enumerate(index.model.graph.node):
-        if quantizable_inputs(index, node) and scheme.runs_quantized(node.op_type):
-            keys.append((node.op_type in WEIGHT_OPS, _node_key(node, k)))
-    weighted = [k for w, k in keys if w]
-    others = [k for w, k in keys if not w]
-    return (weighted + others)[:limit]
+        key = _node_key(node, k)
+        if key in plan.fallback or not scheme.runs_quantized(node.op_type):
+            continue
+        sqnrs = [tensor_sqnr(observers[n], plan.activations[n]) for (_, n, role) in quantizable_inputs(index, node)
+                 if role == "data" and n in plan.activations and n in observers]
+        if sqnrs:
+            ranked.append((min(sqnrs), k, key))
+    return [key for _, _, key in sorted(ranked)[:limit]]
 
 
-def _fallback_search(index, observers, scheme, method, config, proto, feeds, refs, log, progress):
+def _fallback_search(index, observers, scheme, method, config, proto, feeds, refs, log, progress, base_fallback, plan):
     all_keys = [_node_key(n, k) for k, n in enumerate(index.model.graph.node)]
-    candidates = _candidates(index, scheme, config.max_sensitivity_layers)
+    candidates = _candidates(index, scheme, config.max_sensitivity_layers, plan, observers)
     log(f"budget {config.budget} not met: measuring sensitivity of {len(candidates)} layers")
     sensitivity: dict[str, float] = {}
     for j, key in enumerate(candidates):
@@ -255,7 +278,8 @@ def _fallback_search(index, observers, scheme, method, config, proto, feeds, ref
     limit = max(1, int(len(candidates) * config.max_fallback_fraction))
 
     def trial(k: int):
-        plan = build_plan(index, observers, scheme, method, fallback=set(order[:k]), bias_correction=config.bias_correction)
+        plan = build_plan(index, observers, scheme, method, fallback=set(order[:k]) | base_fallback,
+                          bias_correction=config.bias_correction)
         qdq = build_qdq_model(proto, plan, index)
         return plan, qdq, evaluate(qdq, feeds, refs)
 
@@ -271,7 +295,8 @@ def _fallback_search(index, observers, scheme, method, config, proto, feeds, ref
             best, hi = cand, mid
         else:
             lo = mid + 1
-    log(f"{len(best[0].fallback)} layer(s) fall back to float: {', '.join(sorted(best[0].fallback))[:200]}")
+    chosen = sorted(best[0].fallback - base_fallback)
+    log(f"{len(chosen)} layer(s) fall back to float: {', '.join(chosen)[:200]}")
     return (*best, sensitivity)
 
 

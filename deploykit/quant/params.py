@@ -52,8 +52,9 @@ class QuantParams:
     def quantize(self, x: np.ndarray) -> np.ndarray:
         s = self._bcast(np.asarray(self.scale, np.float32), x.ndim)
         z = self._bcast(np.asarray(self.zero_point, np.int64), x.ndim)
-        q = np.round(x / s) + z
-        return np.clip(q, self.qmin, self.qmax).astype(np.dtype(self.dtype))
+        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):  # tiny scales saturate: clipped below
+            q = np.round(x / s) + z
+        return np.clip(np.nan_to_num(q), self.qmin, self.qmax).astype(np.dtype(self.dtype))
 
     def dequantize(self, q: np.ndarray) -> np.ndarray:
         s = self._bcast(np.asarray(self.scale, np.float32), q.ndim)
