@@ -18,7 +18,7 @@ from deploykit.quant.metrics import compare_outputs, json_safe
 TOLERANCES = {
     "fp32": {"rel_max_abs_error": 1e-4},
     "fp16": {"rel_max_abs_error": 1e-2},
-    "int8": {"cosine": 0.98},
+    "int8": {"cosine": 0.95},  # a sanity bound; the accuracy budget (--accuracy-budget) is checked by the engine
 }
 
 

@@ -119,3 +119,11 @@ def test_profile_base_images_match_the_device(all_registry):
         assert t[name].docker_platform == "linux/arm64", name
     for name in ("rpi4", "rpi5", "host"):
         assert t[name].docker_base_image.startswith(f"python:{t[name].python}-"), name
+
+
+@pytest.mark.parametrize("target", ["coral-usb", "coral-devboard"])
+def test_coral_bundle_dockerfile_installs_the_edge_tpu_runtime(tmp_path, all_registry, target):
+    profile = all_registry.targets[target]
+    text = _bundle_dockerfile(profile, all_registry.backends[profile.backend])
+    assert "coral-edgetpu-stable" in text
+    assert profile.options.get("libedgetpu_package", "libedgetpu1-std") in text
