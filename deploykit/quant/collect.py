@@ -140,6 +140,7 @@ def collect_statistics(
             eval_refs.append({o: np.asarray(by_name[o]) for o in index.graph_outputs})
         if progress:
             progress(k + 1, total)
+        del values, by_name  # release this sample's tensors before the next run allocates its own
     flush()
     return observers, eval_feeds, eval_refs
 

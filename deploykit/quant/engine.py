@@ -114,6 +114,7 @@ def _session(model: onnx.ModelProto):
     so = ort.SessionOptions()
     so.log_severity_level = 3
     so.intra_op_num_threads = min(os.cpu_count() or 1, 8)
+    so.enable_cpu_mem_arena = False  # many short-lived sessions: do not let arenas pile up
     return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
 
 
