@@ -101,21 +101,10 @@ def _run_child(path: Path, mode: str) -> dict:
 
 # --------------------------------------------------------------------------- machine info
 def machine_info() -> dict:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem_gb = None
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                mem_gb = round(int(line.split()[1]) / 2**20, 1)
-    except OSError:
-        pass
+    from hostinfo import cpu_model, memory_gb  # benchmarks/ is this script's folder
+
+    cpu = cpu_model(platform.processor() or platform.machine())
+    mem_gb = memory_gb()
     versions = {}
     for p in PACKAGES:
         try:

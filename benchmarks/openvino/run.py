@@ -36,6 +36,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import modelzoo  # noqa: E402
 from datasets import textlines  # noqa: E402
+from hostinfo import cpu_model  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 VENVS = Path(os.environ.get("DEPLOYKIT_BENCH_VENVS", Path.home() / ".cache" / "deploykit" / "venvs"))
@@ -214,13 +215,7 @@ def _runtime_precision(xml: Path) -> dict:
 
 
 def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
+    return cpu_model(platform.processor())
 
 
 def _round(v):

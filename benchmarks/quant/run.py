@@ -56,6 +56,7 @@ RESULTS = BENCH / "results"
 sys.path.insert(0, str(BENCH))
 
 from datasets import textlines as T  # noqa: E402
+from hostinfo import cpu_model, memory_gb  # noqa: E402
 
 GOAL_ACC_POINTS = 0.5  # int8 within 0.5 points of fp32
 GOAL_TIME_FACTOR = 1.5  # build time <= ORT MinMax + 50%
@@ -346,21 +347,8 @@ def goals(fp32: dict, rows: list[dict]) -> list[dict]:
 
 
 def machine_info(cpus: list[int] | None, src: Path | None = None) -> dict:
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem = None
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal"):
-                mem = round(int(line.split()[1]) / 2**20, 1)
-    except OSError:
-        pass
+    cpu = cpu_model()
+    mem = memory_gb()
     vers = {}
     for mod in ("onnxruntime", "onnx", "numpy", "PIL", "cv2", "deploykit"):
         try:

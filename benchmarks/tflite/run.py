@@ -40,6 +40,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import modelzoo  # noqa: E402
 from datasets import textlines  # noqa: E402
+from hostinfo import cpu_model, memory_gb  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 THREADS = 2
@@ -371,16 +372,9 @@ def _pf(ok: bool, detail: str) -> str:
 
 
 def machine() -> str:
-    cpu = "?"
-    try:
-        cpu = next(ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    mem = "?"
-    try:
-        mem = f"{int(open('/proc/meminfo').readline().split()[1]) / 2**20:.0f} GB RAM"
-    except (OSError, ValueError):
-        pass
+    cpu = cpu_model("?")
+    gb = memory_gb()
+    mem = f"{gb:.0f} GB RAM" if gb is not None else "?"
     return f"{platform.machine()} {cpu}, {os.cpu_count()} cpus, {mem}, Linux {platform.release()}, python {platform.python_version()}"
 
 
