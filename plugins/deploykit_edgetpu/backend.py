@@ -15,9 +15,8 @@ import onnx_ir as ir
 
 from deploykit.backend import Artifact, BuildContext, BuildOptions, NodeSupport, OpRule, Support
 from deploykit.errors import DeployError
-from deploykit.ir.info import TensorSpec
 from deploykit.quant.scheme import SCALE_PRESERVING_OPS, QuantScheme
-from deploykit_tflite.backend import MODEL_FILE, TFLiteBackend, TFLiteSpec
+from deploykit_tflite.backend import MODEL_FILE, TFLiteBackend, tflite_io_specs
 
 EDGETPU_MODEL_FILE = "model_edgetpu.tflite"
 COMPILER_LOG_FILE = "model_edgetpu.log"
@@ -236,20 +235,7 @@ class EdgeTpuBackend(TFLiteBackend):
         files = [MODEL_FILE]
         files += self._compile(ctx, report["edgetpu"], compiler)
 
-        def spec(base: TensorSpec, t, perm) -> TensorSpec:
-            art: dict[str, Any] = {"name": base.name, "dtype": t.dtype}
-            if list(perm) != list(range(len(perm))):
-                art["perm"] = [int(p) for p in perm]
-            q = io_quant.get(id(t))
-            quantization = None
-            if q is not None:
-                art["scale"], art["zero_point"] = float(q.scale[0]), int(q.zero_point[0])
-                quantization = {"dtype": t.dtype, "scale": art["scale"], "zero_point": art["zero_point"]}
-            return TFLiteSpec(base, art, quantization)
-
-        in_perms = [lowering.env[s.name][1] for s in ctx.inputs]
-        inputs = [spec(s, t, p) for s, t, p in zip(ctx.inputs, graph.inputs, in_perms)]
-        outputs = [spec(s, t, p) for s, t, p in zip(ctx.outputs, graph.outputs, lowering.output_perms)]
+        inputs, outputs = tflite_io_specs(ctx, graph, lowering, io_quant)
         libs = self._option("libedgetpu", {}) or {}
         return Artifact(
             files=files, inputs=inputs, outputs=outputs, report=report,

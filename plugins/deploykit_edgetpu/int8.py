@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from deploykit_tflite import int8 as base
-from deploykit_tflite.graph import QParams, TFLGraph
+from deploykit_tflite.graph import TFLGraph
 
 PASSTHROUGH = {**base.PASSTHROUGH, "AVERAGE_POOL_2D": 0, "RESIZE_NEAREST_NEIGHBOR": 0, "SQUEEZE": 0,
                "EXPAND_DIMS": 0, "REDUCE_MIN": 0, "MIRROR_PAD": 0}
@@ -47,26 +47,4 @@ def float_operators(graph: TFLGraph) -> list[tuple[str, str]]:
 def quantize_full_int8(graph: TFLGraph, params: dict[str, Any]) -> dict[str, Any]:
     """Rewrite ``graph`` in place: int8 I/O and int8 operators only. Returns the report
     (``_io``: id(tensor) -> QParams of the graph's I/O; ``float_ops``: what could not be int8)."""
-    base._backfill_sources(graph)
-    rw = FullInt8Rewriter(graph, params, set())
-    io: dict[int, QParams] = {}
-    for t in graph.inputs:
-        q = rw.qp(t)
-        if t.dtype == "float32" and q is not None:
-            t.dtype, t.quant = "int8", q
-            io[id(t)] = q
-    rw.run()
-    outputs = []
-    for t in graph.outputs:
-        if t.dtype == "float32" and rw.qp(t) is not None:
-            t = rw.as_int8(t)
-        if t.dtype == "int8":
-            io[id(t)] = t.quant
-        outputs.append(t)
-    graph.outputs = outputs
-    graph.ops = rw.ops
-    graph.remove_dead()
-    counts = graph.op_counts()
-    return {"int8_ops": sum(1 for op in graph.ops if op.outputs[0].dtype == "int8"),
-            "float_ops": dict(sorted(rw.float_ops.items())), "quantize": counts.get("QUANTIZE", 0),
-            "dequantize": counts.get("DEQUANTIZE", 0), "_io": io}
+    return base.quantize_graph(graph, params, set(), int8_io=True, rewriter=FullInt8Rewriter)

@@ -48,6 +48,27 @@ def TFLiteSpec(base: TensorSpec, artifact: dict[str, Any], quantization: dict[st
                                extra=dict(base.extra))
 
 
+def tflite_io_specs(ctx, graph, lowering, io_quant: dict[int, Any]) -> tuple[list[TensorSpec], list[TensorSpec]]:
+    """Runner specs of the graph's inputs/outputs: source names and layout, plus how each .tflite
+    tensor differs (transpose, dtype, int8 quantization of integer I/O)."""
+
+    def spec(base: TensorSpec, t, perm) -> TensorSpec:
+        art: dict[str, Any] = {"name": base.name, "dtype": t.dtype}
+        if list(perm) != list(range(len(perm))):
+            art["perm"] = [int(p) for p in perm]
+        q = io_quant.get(id(t))
+        quantization = None
+        if q is not None:
+            art["scale"], art["zero_point"] = float(q.scale[0]), int(q.zero_point[0])
+            quantization = {"dtype": t.dtype, "scale": art["scale"], "zero_point": art["zero_point"]}
+        return TFLiteSpec(base, art, quantization)
+
+    in_perms = [lowering.env[s.name][1] for s in ctx.inputs]
+    inputs = [spec(s, t, p) for s, t, p in zip(ctx.inputs, graph.inputs, in_perms)]
+    outputs = [spec(s, t, p) for s, t, p in zip(ctx.outputs, graph.outputs, lowering.output_perms)]
+    return inputs, outputs
+
+
 class TFLiteBackend(Backend):
     """LiteRT (ai-edge-litert, or tflite-runtime) with XNNPACK on ARM CPUs."""
 
@@ -118,20 +139,7 @@ class TFLiteBackend(Backend):
         report["transposes"] = report["operators"].get("TRANSPOSE", 0)
         report["model_bytes"] = model_bytes
 
-        def spec(base: TensorSpec, t, perm) -> TFLiteSpec:
-            art: dict[str, Any] = {"name": base.name, "dtype": t.dtype}
-            if list(perm) != list(range(len(perm))):
-                art["perm"] = [int(p) for p in perm]
-            q = io_quant.get(id(t))
-            quantization = None
-            if q is not None:
-                art["scale"], art["zero_point"] = float(q.scale[0]), int(q.zero_point[0])
-                quantization = {"dtype": t.dtype, "scale": art["scale"], "zero_point": art["zero_point"]}
-            return TFLiteSpec(base, art, quantization)
-
-        in_perms = [lowering.env[s.name][1] for s in ctx.inputs]
-        inputs = [spec(s, t, p) for s, t, p in zip(ctx.inputs, graph.inputs, in_perms)]
-        outputs = [spec(s, t, p) for s, t, p in zip(ctx.outputs, graph.outputs, lowering.output_perms)]
+        inputs, outputs = tflite_io_specs(ctx, graph, lowering, io_quant)
         return Artifact(
             files=[MODEL_FILE],
             inputs=inputs,

@@ -230,10 +230,13 @@ def _backfill_sources(graph: TFLGraph) -> None:
                 op.inputs[0].source = op.outputs[0].source
 
 
-def quantize_graph(graph: TFLGraph, params: dict[str, Any], fallback: set[str], int8_io: bool = False) -> dict[str, Any]:
-    """Rewrite ``graph`` in place to int8. Returns a report (``_io``: id(tensor) -> QParams of int8 I/O)."""
+def quantize_graph(graph: TFLGraph, params: dict[str, Any], fallback: set[str], int8_io: bool = False,
+                   rewriter: type[Int8Rewriter] | None = None) -> dict[str, Any]:
+    """Rewrite ``graph`` in place to int8. Returns a report (``_io``: id(tensor) -> QParams of int8 I/O).
+
+    ``rewriter`` picks the op sets (a subclass of :class:`Int8Rewriter`, e.g. the Edge TPU's)."""
     _backfill_sources(graph)
-    rw = Int8Rewriter(graph, params, fallback)
+    rw = (rewriter or Int8Rewriter)(graph, params, fallback)
     io: dict[int, QParams] = {}
     if int8_io:
         for t in graph.inputs:
