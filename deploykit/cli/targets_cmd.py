@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import typer
 
 from deploykit.cli.common import DebugOption, JsonOption, cli_errors, out_console, print_json
 from deploykit.plugins import default_registry

@@ -113,15 +113,13 @@ def load_samples(path: str | Path, inputs: list[TensorSpec], limit: int | None =
         if isinstance(loaded, np.lib.npyio.NpzFile):  # an .npz archive, whatever its suffix
             with loaded as z:
                 raw = {k: z[k] for k in z.files}
+        elif len(inputs) != 1:
+            names = ", ".join(repr(s.name) for s in inputs)
+            raise CalibrationError(
+                f"the model has {len(inputs)} inputs ({names}); pass calibration data as .npz with one array per input name"
+            )
         else:
-            raw_arr = loaded
-            if True:
-                if len(inputs) != 1:
-                    names = ", ".join(repr(s.name) for s in inputs)
-                    raise CalibrationError(
-                        f"the model has {len(inputs)} inputs ({names}); pass calibration data as .npz with one array per input name"
-                    )
-                raw = {inputs[0].name: raw_arr}
+            raw = {inputs[0].name: loaded}
     except CalibrationError:
         raise
     except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:

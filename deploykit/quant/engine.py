@@ -20,7 +20,7 @@ import numpy as np
 import onnx
 import onnx_ir as ir
 
-from deploykit.errors import CalibrationError, DeployError
+from deploykit.errors import DeployError
 from deploykit.quant.calibration import SampleSet
 from deploykit.quant.collect import GraphIndex, collect_statistics
 from deploykit.quant.metrics import compare_arrays
@@ -218,7 +218,7 @@ def quantize_model(
             f"{config.budget.score(metrics):.4g}" + ("" if scheme.mixed_precision else " (this target allows no float fallback)"))
     result_model = ir.from_proto(proto) if equalized else model
     report = _report(index, observers, plan, sensitivity, config, method, trials, metrics, budget_met,
-                     equalized, time.perf_counter() - t0, t_stats, len(calibration))
+                     equalized, len(calibration))
     timing = {"statistics_s": t_stats, "total_s": time.perf_counter() - t0}
     return QuantResult(model=result_model, params=plan.all_params(), fallback=set(plan.fallback), plan=plan,
                        qdq_model=qdq, metrics=metrics, budget_met=budget_met, report=report, timing=timing)
@@ -302,7 +302,7 @@ def _fallback_search(index, observers, scheme, method, config, proto, feeds, ref
 
 
 def _report(index, observers, plan: QuantPlan, sensitivity, config, method, trials, metrics, budget_met,
-            equalized, seconds, stats_seconds, n_samples) -> dict[str, Any]:
+            equalized, n_samples) -> dict[str, Any]:
     from deploykit.quant.metrics import json_safe
 
     layers = []

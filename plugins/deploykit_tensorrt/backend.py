@@ -21,7 +21,7 @@ from deploykit.quant.scheme import QuantScheme
 
 from deploykit_tensorrt.calib_cache import write_cache
 from deploykit_tensorrt.opset import DECOMPOSE, lower_opset, opset_of, set_ir_version
-from deploykit_tensorrt.optable import op_table, parse_version
+from deploykit_tensorrt.optable import op_table
 from deploykit_tensorrt.qdq import place_for_tensorrt, qdq_summary
 from deploykit_tensorrt.trtexec import EngineSettings, trtexec_args
 

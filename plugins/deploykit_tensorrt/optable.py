@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import onnx_ir as ir
 
-from deploykit.backend import OpRule, Support
+from deploykit.backend import OpRule
 
 # supported by the TensorRT 8.2 parser (operators.md 8.2/8.4 "Y" rows; Xor per facts: 8.5+)
 _BASE_OPS = """
