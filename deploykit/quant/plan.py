@@ -87,6 +87,25 @@ def quantizable_inputs(index: GraphIndex, node: onnx.NodeProto) -> list[tuple[in
     return result
 
 
+def observed_tensors(index: GraphIndex, scheme: QuantScheme, fallback: set[str] | None = None) -> set[str] | None:
+    """Activations whose statistics a plan under ``scheme`` can use, or ``None`` for all of them.
+
+    Full-integer schemes (``quantize_ops`` unset) need parameters for every tensor. QDQ schemes
+    quantize only the data inputs of the ops they run in int8 (and graph outputs those ops
+    produce), so only these are observed.
+    """
+    if scheme.quantize_ops is None:
+        return None
+    names: set[str] = set()
+    for k, node in enumerate(index.model.graph.node):
+        key = _node_key(node, k)
+        if key in (fallback or ()) or not scheme.runs_quantized(node.op_type):
+            continue
+        names.update(n for (_, n, role) in quantizable_inputs(index, node) if role == "data")
+        names.update(o for o in node.output if o in index.graph_outputs)
+    return names
+
+
 def build_plan(
     index: GraphIndex,
     observers: dict[str, TensorObserver],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
+import onnx_ir as ir
 import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
@@ -14,10 +15,10 @@ from deploykit.ir.opset import upgrade_opset
 from deploykit.passes import canonicalize
 from deploykit.quant.calibration import SampleSet, random_samples
 from deploykit.quant.collect import GraphIndex, collect_statistics
-from deploykit.quant.engine import AccuracyBudget, QuantConfig, evaluate, quantize_model
+from deploykit.quant.engine import AUTO_METHODS, AccuracyBudget, QuantConfig, evaluate, quantize_model
 from deploykit.quant.equalize import equalize_model
 from deploykit.quant.observers import TensorObserver
-from deploykit.quant.plan import build_plan
+from deploykit.quant.plan import build_plan, observed_tensors
 from deploykit.quant.qdq import build_qdq_model
 from deploykit.quant.ranges import METHODS, compute_range
 from deploykit.quant.scheme import QuantScheme
@@ -174,7 +175,7 @@ def test_auto_picks_best_method_and_reports_layers(tmp_path):
     samples = random_samples(graph_inputs(model), 16)
     r = quantize_model(model, samples, SCHEME, QuantConfig())
     tried = {t["method"]: t["score"] for t in r.report["methods_tried"]}
-    assert set(tried) == set(METHODS)
+    assert set(tried) == set(AUTO_METHODS)
     assert tried[r.report["range_method"]] == max(tried.values())
     assert r.report["layers"] and {"node", "range_method", "scale", "sqnr_db", "fallback"} <= set(r.report["layers"][0])
 
@@ -188,8 +189,10 @@ def test_fallback_search_meets_tight_budget(tmp_path):
                                                                 max_fallback_fraction=1.0))
     assert tight.fallback, "a tighter budget must move layers to float"
     assert tight.budget_met == (min(m["sqnr_db"] for m in tight.metrics.values()) >= target)
-    sens = [row for row in tight.report["layers"] if "alone_output_sqnr_db" in row]
+    sens = [row for row in tight.report["layers"] if "input_sqnr_db" in row]
     assert sens
+    # the search never returns something worse than plain int8
+    assert AccuracyBudget("sqnr", target).score(tight.metrics) >= AccuracyBudget("sqnr", target).score(loose.metrics)
     # no mixed precision: budget missed, no fallback, still a result
     strict_scheme = QuantScheme(mixed_precision=False)
     r = quantize_model(model, samples, strict_scheme, QuantConfig(method="minmax", budget=AccuracyBudget("sqnr", 200)))
@@ -215,3 +218,21 @@ def test_qdq_simulation_close_to_fp32_on_real_model(ppocr_cls):
     refs = [dict(zip([o.name for o in proto.graph.output], _ort(proto, f))) for f in feeds]
     m = evaluate(r.qdq_model, feeds, refs)
     assert min(v["cosine"] for v in m.values()) > 0.99
+
+
+def test_qdq_schemes_observe_only_the_tensors_they_quantize(tmp_path):
+    model = _prepared(modelzoo.small_transformer(tmp_path / "m.onnx"))
+    proto = ir.to_proto(model)
+    index = GraphIndex(proto)
+    assert observed_tensors(index, QuantScheme()) is None  # full-integer: every tensor
+    conv_only = QuantScheme(quantize_ops=frozenset({"MatMul"}))
+    wanted = observed_tensors(index, conv_only)
+    matmul_inputs = {n.input[0] for n in proto.graph.node if n.op_type == "MatMul"}
+    assert wanted and matmul_inputs & wanted and wanted < set(index.activations())
+    # the plan built from those statistics has parameters for every input the QDQ model quantizes
+    observers, _, _ = collect_statistics(proto, random_samples(graph_inputs(model), 4), wanted=wanted)
+    assert set(observers) == wanted & set(index.activations())
+    plan = build_plan(index, observers, conv_only, "minmax")
+    qdq = build_qdq_model(proto, plan, index)
+    assert any(n.op_type == "QuantizeLinear" for n in qdq.graph.node)
+    ort.InferenceSession(qdq.SerializeToString(), providers=["CPUExecutionProvider"])
