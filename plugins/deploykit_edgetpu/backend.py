@@ -43,6 +43,14 @@ EDGETPU_SCHEME = QuantScheme(
 )
 
 
+# what to do about an op without an int8 kernel, when there is something (shown by `deploykit inspect`)
+NO_INT8_HINTS = {
+    "POW": "only x**2 (MUL) and x**-0.5 (RSQRT) have int8 forms; the lrn rewrite uses RSQRT chains for beta a "
+           "multiple of 1/16 up to 2, any other LRN beta keeps this POW",
+    "LOCAL_RESPONSE_NORMALIZATION": "the lrn rewrite decomposes LRN of 4-D static tensors; this one was not",
+}
+
+
 def _constants_to_initializers(model: ir.Model) -> None:
     """Constant nodes (from the rewrite rules) become initializers, as in a canonical model."""
     graph = model.graph
@@ -116,7 +124,7 @@ class EdgeTpuBackend(TFLiteBackend):
                                   f"--input-shape {v.name}:1,{','.join(str(d) for d in dims[1:])}")
         static = all(v.shape is not None and v.shape.is_static() and all(int(d) >= 0 for d in v.shape)
                      for v in model.graph.inputs)
-        self.rewrites = rewrites.apply(model) if static else {}
+        self.rewrites = rewrites.apply(model, runtime=self.min_runtime) if static else {}
         if static:
             _constants_to_initializers(model)
             stale = [v for n in model.graph for v in n.outputs
@@ -134,8 +142,8 @@ class EdgeTpuBackend(TFLiteBackend):
         """Lower ``model`` (fp32, no quantization) and predict each operator's device."""
         from deploykit_edgetpu.support import predict
         from deploykit_edgetpu.fuse import optimize
+        from deploykit_edgetpu.converters import CONVERTERS
         from deploykit_tflite.lowering import Lowering
-        from deploykit_tflite.optable import CONVERTERS
 
         graph = optimize(Lowering(model).run(CONVERTERS))
         return graph, predict(graph, self.min_runtime, check_dtypes=False)
@@ -170,9 +178,11 @@ class EdgeTpuBackend(TFLiteBackend):
         for s, node in zip(base, model.graph):
             name = node.name
             if name in no_int8:
+                hint = NO_INT8_HINTS.get(no_int8[name], "")
                 result.append(NodeSupport(s.node, s.op_type, Support.UNSUPPORTED,
                                           f"lowered to {no_int8[name]}, which has no int8 TFLite kernel: the Edge TPU "
-                                          "compiler rejects models with any float op ('Model not quantized')", "cpu"))
+                                          "compiler rejects models with any float op ('Model not quantized')"
+                                          + (f"; {hint}" if hint else ""), "cpu"))
                 continue
             if name == split_node:
                 after_split = True
@@ -198,8 +208,8 @@ class EdgeTpuBackend(TFLiteBackend):
         from deploykit_tflite.emitter import SIGNATURE_KEY, build_model
         from deploykit_edgetpu.fuse import optimize
         from deploykit_tflite.int8 import resolve_params
+        from deploykit_edgetpu.converters import CONVERTERS
         from deploykit_tflite.lowering import Lowering, UnsupportedNode
-        from deploykit_tflite.optable import CONVERTERS
 
         overrides = getattr(getattr(ctx.quant, "plan", None), "float_values", None) if ctx.quant is not None else None
         lowering = Lowering(ctx.model, overrides)

@@ -5,6 +5,12 @@ the Coral apt repo (package ``edgetpu-compiler``); output ``<name>_edgetpu.tflit
 in ``--out_dir``; ``-m N`` sets the oldest runtime to support; ``-s`` prints the op table;
 ``-d -k N`` retries with shorter segments on failure; stdout is a ``key: value`` block then
 an ``Operator Count Status`` table, ending with "Compilation succeeded!" / "Compilation failed!".
+Seen in compiler output quoted on Coral's issue tracker (and covered by the recorded samples in the
+tests): with ``-d`` each try prints "Try to compile segment with N ops" (+ "Intermediate tensors: a,b"),
+failed tries end in "Compilation failed!" and the *last* verdict counts; an op type can have several
+table rows (mapped / "More than one subgraph is not supported" / "Tensor has unsupported rank ...");
+an op version the compiler's TFLite resolver lacks gives "ERROR: Didn't find op ... Invalid model ...
+Model could not be parsed" with no verdict line; compiler 2.0 said "available" for "remaining".
 """
 
 from __future__ import annotations
@@ -55,9 +61,14 @@ _KEYS = {
     "Number of operations that will run on CPU": "cpu_operations",
 }
 _TABLE_ROW = re.compile(r"^(\S+)\s+(\d+)\s+(\S.*?)\s*$")
+_SIZE_KEYS = ("input_size", "output_size", "on_chip_used", "on_chip_remaining", "off_chip_streamed")
+_LOG_FILE_KEYS = {"Input": "input_model", "Output": "output_model"}  # the .log file's header
+_FAILED = ("Invalid model", "Model not quantized", "Model could not be parsed", "Internal compiler error")
+MAPPED = "Mapped to Edge TPU"
 
 
 def parse_size(text: str) -> int | None:
+    """"5.90MiB", "41.75KiB", "0.00B" -> bytes (``None`` if not a size)."""
     m = _SIZE.match(text)
     if not m or m.group(2) not in _UNITS:
         return None
@@ -65,10 +76,33 @@ def parse_size(text: str) -> int | None:
 
 
 def parse_log(text: str) -> dict[str, Any]:
-    """The compiler's stdout (or ``.log``) as data: sizes in bytes, counts as ints, the op table as
-    rows {op, count, status}, ``mapped_fraction`` of operations on the TPU, ``status``."""
+    """The compiler's stdout (or its ``.log`` file) as data.
+
+    Keys (when present): ``compiler_version``, ``status`` ("succeeded"/"failed": the *last* verdict,
+    since ``--search_delegate`` retries after failures), ``error`` (the failed compilation's messages),
+    ``compile_ms``, sizes in bytes (``on_chip_used_bytes``, ``off_chip_streamed_bytes``, ...), counts
+    (``edgetpu_subgraphs``, ``total_operations``, ``tpu_operations``, ``cpu_operations``), ``partial``
+    (the "not all operations are supported" warning), ``operations`` (table rows {op, count, status};
+    one op may have several rows), ``not_mapped`` ({status: ops}), ``mapped_fraction``, and for a
+    delegate search ``delegate_search_step`` and ``search_attempts`` ([{segment_ops, status,
+    intermediate_tensors, error}]: the ops compiled per try and the tensors cut to the CPU)."""
     out: dict[str, Any] = {"operations": []}
+    attempts: list[dict[str, Any]] = []
+    errors: list[str] = []
     in_table = False
+
+    def verdict(status: str) -> None:
+        out["status"] = status
+        if attempts:
+            attempts[-1]["status"] = status
+        if status == "failed" and errors:
+            out["error"] = "; ".join(dict.fromkeys(errors))
+            if attempts:
+                attempts[-1]["error"] = out["error"]
+        elif status == "succeeded":
+            out.pop("error", None)
+        errors.clear()
+
     for raw in text.splitlines():
         line = raw.strip()
         if not line:
@@ -79,40 +113,73 @@ def parse_log(text: str) -> dict[str, Any]:
         if re.match(r"^Operator\s+Count\s+Status$", line):
             in_table = True
             continue
+        m = re.match(r"^Searching for valid delegate with step (\d+)", line)
+        if m:
+            out["delegate_search_step"] = int(m.group(1))
+            continue
+        m = re.match(r"^Try to compile segment with (\d+) ops", line)
+        if m:
+            attempts.append({"segment_ops": int(m.group(1)), "status": None})
+            errors.clear()
+            in_table = False
+            continue
+        if line.startswith("Intermediate tensors:") and attempts:
+            attempts[-1]["intermediate_tensors"] = [t for t in line.partition(":")[2].strip().split(",") if t]
+            continue
+        m = re.match(r"^Model compiled successfully in (\d+) ms", line)
+        if m:
+            out["compile_ms"] = int(m.group(1))
+            continue
+        if line.startswith("Model successfully compiled but not all operations are supported"):
+            out["partial"] = True
+            continue
+        if line.startswith("Compilation succeeded"):
+            verdict("succeeded")
+            in_table = False
+            continue
+        if line.startswith("Compilation failed!") or line == "Compilation failed":
+            verdict("failed")
+            in_table = False
+            continue
+        if line.startswith(("ERROR:", "Error:", "Compilation failed:")):
+            errors.append(line.partition(":")[2].strip() or line)
+            continue
+        if line.startswith(_FAILED):  # a verdict of its own (no "Compilation failed!" follows some of them)
+            errors.append(line)
+            out["status"], out["error"] = "failed", "; ".join(dict.fromkeys(errors))
+            continue
         key, sep, value = line.partition(":")
-        if sep and key.strip() in _KEYS:
-            name, value = _KEYS[key.strip()], value.strip()
-            size = parse_size(value)
-            if name in ("input_size", "output_size", "on_chip_used", "on_chip_remaining", "off_chip_streamed"):
-                out[name + "_bytes"] = size
+        name = _KEYS.get(key.strip()) or _LOG_FILE_KEYS.get(key.strip())
+        if sep and name:
+            value = value.strip()
+            if name in _SIZE_KEYS:
+                out[name + "_bytes"] = parse_size(value)
             elif value.isdigit():
                 out[name] = int(value)
             else:
                 out[name] = value
             in_table = False
             continue
-        m = re.match(r"^Model compiled successfully in (\d+) ms", line)
-        if m:
-            out["compile_ms"] = int(m.group(1))
-            continue
-        if line.startswith("Compilation succeeded"):
-            out["status"] = "succeeded"
-            in_table = False
-        elif line.startswith("Compilation failed") or "Internal compiler error" in line:
-            out["status"] = "failed"
-            out.setdefault("error", line)
-        elif line.startswith(("Invalid model", "Model not quantized", "Model could not be parsed",
-                              "Didn't find op", "ERROR:", "Error:")):
-            out.setdefault("error", line)
-        elif in_table:
+        if in_table:
             row = _TABLE_ROW.match(line)
             if row:
                 out["operations"].append({"op": row.group(1), "count": int(row.group(2)), "status": row.group(3)})
+    if errors and out.get("status") != "succeeded":  # error lines without a verdict (e.g. a crash)
+        out["error"] = "; ".join(dict.fromkeys(errors))
+    if attempts:
+        out["search_attempts"] = attempts
+    not_mapped: dict[str, int] = {}
+    for r in out["operations"]:
+        if r["status"] != MAPPED:
+            not_mapped[r["status"]] = not_mapped.get(r["status"], 0) + r["count"]
+    if not_mapped:
+        out["not_mapped"] = not_mapped
     total = sum(r["count"] for r in out["operations"])
     if total:
-        mapped = sum(r["count"] for r in out["operations"] if r["status"] == "Mapped to Edge TPU")
-        out["mapped_fraction"] = round(mapped / total, 6)
-    elif "total_operations" in out and "cpu_operations" not in out and out.get("status") == "succeeded":
+        out["mapped_fraction"] = round(sum(r["count"] for r in out["operations"] if r["status"] == MAPPED) / total, 6)
+    elif out.get("total_operations") and "tpu_operations" in out:
+        out["mapped_fraction"] = round(out["tpu_operations"] / out["total_operations"], 6)
+    elif out.get("total_operations") and out.get("status") == "succeeded" and not out.get("partial"):
         out["mapped_fraction"] = 1.0
     return out
 

@@ -20,7 +20,7 @@ PASSTHROUGH = {**base.PASSTHROUGH, "AVERAGE_POOL_2D": 0, "RESIZE_NEAREST_NEIGHBO
 FIXED = {**base.FIXED, "SOFTMAX": (1.0 / 256, -128), "L2_NORMALIZATION": (1.0 / 128, 0),
          "LOG_SOFTMAX": (16.0 / 256, 127)}
 REQUANTIZING = base.REQUANTIZING | {"RELU", "RELU6", "RELU_N1_TO_1", "HARD_SWISH", "PRELU", "SQUARED_DIFFERENCE",
-                                    "BATCH_MATMUL", "PACK"}
+                                    "BATCH_MATMUL", "PACK", "RSQRT"}
 SAME_OUTPUT_INPUTS = frozenset({"CONCATENATION", "PACK"})  # inputs requantized to the output's params
 INT8_OPS = frozenset(PASSTHROUGH) | frozenset(FIXED) | REQUANTIZING
 

@@ -20,6 +20,16 @@ reason it helps (facts/edgetpu.md):
 * ``resize_nearest_half_pixel``: nearest-neighbour upsampling by an integer factor gives the same
   pixels with half_pixel and asymmetric/floor coordinates; half_pixel_centers makes
   RESIZE_NEAREST_NEIGHBOR version 3, which compiler 16.0 rejects (§0.8, §6). Exact.
+* ``lrn``: LOCAL_RESPONSE_NORMALIZATION has no int8 TFLite kernel (and is no Edge TPU op, §2) ->
+  ``x * (bias + alpha/size * window_sum(x*x)) ** -beta`` as MUL, a 1x1 CONV_2D with a constant band
+  matrix (the channel-window sum, alpha/size as its weights and bias as its bias) and, for beta a
+  multiple of 1/16, a chain of RSQRT and MUL: y^-1/2 = rsqrt(y), y^-1/4 = rsqrt(y * rsqrt(y)), ...,
+  so beta = 0.75 is ``rsqrt(y) * rsqrt(y * rsqrt(y))``. Other beta keep one POW (float: refused, with
+  the reason). RSQRT is a runtime-14 Edge TPU op (§2, unconfirmed). Exact in fp32.
+* ``channel_shuffle``: Reshape to 5-D -> Transpose -> Reshape back (ShuffleNet) has tensors of rank 5
+  with 4 dims > 1, which the Edge TPU cannot map (§0.3) -> the same channel permutation on rank-4
+  tensors held channels-last: RESHAPE [1, H*W, g, C/g] -> TRANSPOSE -> RESHAPE (runtime >= 14, where
+  TRANSPOSE is an Edge TPU op, §2), else SPLIT + RESHAPE + CONCATENATION (ops of every runtime). Exact.
 """
 
 from __future__ import annotations
@@ -108,6 +118,11 @@ class ResizeNearestHalfPixel(pattern.RewriteRuleClassBase):
         return op.Resize(*node.inputs, **attrs)
 
 
+def _const_non_negative(v: ir.Value) -> bool:
+    a = const_array(v)
+    return a is not None and a.size > 0 and bool(np.all(a >= 0))
+
+
 def _non_negative(v: ir.Value, depth: int = 0) -> bool:
     """``v`` is >= 0 by construction (output of Relu, Sigmoid, or a Clip with min >= 0)."""
     from deploykit.passes._common import clip_bounds
@@ -117,10 +132,19 @@ def _non_negative(v: ir.Value, depth: int = 0) -> bool:
         return False
     if node.op_type in ("Relu", "Sigmoid"):
         return True
+    if node.op_type == "Pow" and len(node.inputs) > 1:  # y ** e >= 0 (or NaN) unless e is an odd integer
+        e = const_array(node.inputs[1])
+        if e is not None and e.size == 1 and not (float(e.ravel()[0]).is_integer() and int(e.ravel()[0]) % 2):
+            return True
+    if node.op_type == "Conv" and len(node.inputs) > 1:  # non-negative weights/bias on a non-negative input
+        consts = [v for v in node.inputs[1:] if v is not None]
+        if not all(_const_non_negative(v) for v in consts):
+            return False
     if node.op_type in ("Concat", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "Reshape",
-                        "Transpose", "Flatten"):
-        data = node.inputs if node.op_type == "Concat" else node.inputs[:1]
-        return all(x is not None and _non_negative(x, depth + 1) for x in data)
+                        "Transpose", "Flatten", "LRN", "Mul", "Pow", "Conv"):
+        # LRN keeps the sign of x; a product of values >= 0 is >= 0; y ** e is >= 0 for y >= 0
+        data = node.inputs if node.op_type in ("Concat", "Mul") else node.inputs[:1]
+        return all(x is not None and (_const_non_negative(x) or _non_negative(x, depth + 1)) for x in data)
     bounds = clip_bounds(node) if node.op_type == "Clip" else None
     return bounds is not None and bounds[0] >= 0.0
 
@@ -189,14 +213,182 @@ class GroupedConvSplit(pattern.RewriteRuleClassBase):
         return op.Concat(*outs, axis=1)
 
 
+def _const(op, array) -> ir.Value:
+    return op.Constant(value=ir.tensor(np.ascontiguousarray(array)))
+
+
+def _typed(x: ir.Value, v: ir.Value, shape, name: str = "") -> ir.Value:
+    """Give a new value ``x``'s element type and the static ``shape`` (and its node a readable name:
+    the TPU/CPU report lists operators by node)."""
+    v.type, v.shape = x.type, ir.Shape([int(d) for d in shape])
+    if name and v.producer() is not None:
+        v.producer().name = name
+    return v
+
+
+def lrn_band(channels: int, size: int, scale: float) -> np.ndarray:
+    """[C, C, 1, 1] weights of the 1x1 conv summing ONNX LRN's channel window, times ``scale``:
+    output channel c sums inputs c - floor((size-1)/2) .. c + ceil((size-1)/2) (clipped)."""
+    c = np.arange(channels)
+    d = c[None, :] - c[:, None]  # input - output channel
+    band = (d >= -((size - 1) // 2)) & (d <= -(-(size - 1) // 2))
+    return (band * np.float32(scale)).astype(np.float32)[:, :, None, None]
+
+
+RSQRT_STEPS = 4  # beta in multiples of 1/2**RSQRT_STEPS (1/16) uses RSQRT; else POW
+MAX_RSQRT_BETA = 2.0
+
+
+def rsqrt_terms(beta: float) -> list[int] | None:
+    """``y ** -beta`` as a product of ``y ** -(1 / 2 ** (d + 1))`` terms: the list of d (with repeats),
+    or ``None`` when beta is not a positive multiple of 1/16 up to 2 (then POW)."""
+    units = beta * 2 ** RSQRT_STEPS
+    if not 0 < beta <= MAX_RSQRT_BETA or abs(units - round(units)) > 1e-6:
+        return None
+    whole, frac = divmod(int(round(units)), 2 ** RSQRT_STEPS)
+    terms = [0, 0] * whole  # y ** -1 = rsqrt(y) * rsqrt(y)
+    for d in range(RSQRT_STEPS):
+        if frac & (1 << (RSQRT_STEPS - 1 - d)):
+            terms.append(d)
+    return terms
+
+
+def negative_power(op, y: ir.Value, beta: float, prefix: str = "") -> ir.Value:
+    """``y ** -beta`` for y > 0: RSQRT (ONNX ``Pow(., -0.5)``, lowered to RSQRT for the Edge TPU) and MUL
+    for beta a multiple of 1/16: root d is rsqrt(s_d) with s_0 = y, s_{d+1} = s_d * rsqrt(s_d) = y ** 2**-(d+1)."""
+    terms = rsqrt_terms(beta)
+    if terms is None:
+        return _typed(y, op.Pow(y, _const(op, np.array(-beta, np.float32))), y.shape, f"{prefix}pow")
+    half = _const(op, np.array(-0.5, np.float32))
+    roots, s = [], y
+    for d in range(max(terms) + 1):
+        roots.append(_typed(y, op.Pow(s, half), y.shape, f"{prefix}rsqrt{d}"))
+        if d < max(terms):
+            s = _typed(y, op.Mul(s, roots[-1]), y.shape, f"{prefix}root{d + 1}")
+    out = roots[terms[0]]
+    for i, d in enumerate(terms[1:]):
+        out = _typed(y, op.Mul(out, roots[d]), y.shape, f"{prefix}power{i}")
+    return out
+
+
+class LrnDecompose(pattern.RewriteRuleClassBase):
+    """LRN -> x * (bias + alpha/size * window_sum(x * x)) ** -beta with MUL, a 1x1 band CONV, RSQRT/MUL."""
+
+    def pattern(self, op, x):
+        return op.LRN(x, _allow_other_attributes=True, _outputs=["y"])
+
+    def check(self, context, x, y, **_):
+        return x.shape is not None and len(x.shape) == 4 and x.shape.is_static() and int(x.shape[1]) > 0
+
+    def rewrite(self, op, x, y, **_):
+        node = y.producer()
+        size = int(attr(node, "size", 1))
+        alpha, beta, bias = (float(attr(node, k, d)) for k, d in (("alpha", 1e-4), ("beta", 0.75), ("bias", 1.0)))
+        c, name = int(x.shape[1]), f"{node.name or 'lrn'}/"
+        squared = _typed(x, op.Mul(x, x), x.shape, name + "square")
+        window = op.Conv(squared, _const(op, lrn_band(c, size, alpha / size)), _const(op, np.full(c, bias, np.float32)),
+                         kernel_shape=[1, 1])
+        _typed(x, window, x.shape, name + "window_sum")
+        return _typed(x, op.Mul(x, negative_power(op, window, beta, name)), x.shape, name + "scale")
+
+
+def shuffle_groups(channel_order: np.ndarray) -> int | None:
+    """g when output channel b*g + a is input channel a*(C/g) + b (ShuffleNet's shuffle), else None."""
+    c = channel_order.size
+    for g in range(2, c):
+        if c % g == 0 and np.array_equal(channel_order, np.arange(c).reshape(g, c // g).T.ravel()):
+            return g
+    return None
+
+
+def _reshape_target(shape: list[int], target: np.ndarray) -> list[int]:
+    return [shape[i] if int(d) == 0 else int(d) for i, d in enumerate(target)]  # ONNX 0 = copy (allowzero=0)
+
+
+class ChannelShuffle(pattern.RewriteRuleClassBase):
+    """Reshape -> Transpose -> Reshape that permutes the channels of a [1, C, H, W] tensor like ShuffleNet
+    -> the permutation on rank-4 tensors, channels last: [1, H*W, g, C/g] -> [1, H*W, C/g, g]."""
+
+    use_transpose = True  # False: SPLIT + RESHAPE + CONCATENATION (for runtimes without TRANSPOSE)
+
+    def pattern(self, op, x, s1, s2):
+        r = op.Reshape(x, s1, _allow_other_attributes=True)
+        t = op.Transpose(r, _allow_other_attributes=True, _outputs=["t"])
+        return op.Reshape(t, s2, _allow_other_attributes=True, _outputs=["y"])
+
+    def _groups(self, x, s1, s2, t, y) -> int | None:
+        a1, a2 = const_array(s1), const_array(s2)
+        xs = x.shape
+        if a1 is None or a2 is None or xs is None or len(xs) != 4 or not xs.is_static() or int(xs[0]) != 1:
+            return None
+        if any(attr(n, "allowzero", 0) for n in (t.producer().inputs[0].producer(), y.producer())):
+            return None
+        shape = [int(d) for d in xs]
+        perm = attr(t.producer(), "perm")
+        idx = np.arange(int(np.prod(shape))).reshape(shape)
+        try:
+            r = idx.reshape(_reshape_target(shape, a1))
+            tr = np.transpose(r, perm) if perm is not None else r.T
+            out = tr.reshape(_reshape_target(list(tr.shape), a2))
+        except ValueError:
+            return None
+        if list(out.shape) != shape:
+            return None
+        hw = shape[2] * shape[3]
+        order = out[0, :, 0, 0] // hw
+        if not np.array_equal(out, idx[:, order]):  # spatial positions must stay put: a pure channel permutation
+            return None
+        return shuffle_groups(order)
+
+    def check(self, context, x, s1, s2, t, y, **_):
+        return self._groups(x, s1, s2, t, y) is not None
+
+    def rewrite(self, op, x, s1, s2, t, y, **_):
+        g = self._groups(x, s1, s2, t, y)
+        _, c, h, w = (int(d) for d in x.shape)
+        name = f"{y.producer().name or 'shuffle'}/shuffle_"
+        nhwc = _typed(x, op.Transpose(x, perm=[0, 2, 3, 1]), [1, h, w, c], name + "nhwc")
+        grouped = _typed(x, op.Reshape(nhwc, _const(op, np.array([1, h * w, g, c // g], np.int64))),
+                         [1, h * w, g, c // g], name + "groups")
+        if self.use_transpose:
+            swapped = _typed(x, op.Transpose(grouped, perm=[0, 1, 3, 2]), [1, h * w, c // g, g], name + "transpose")
+        else:
+            parts = op.Split(grouped, _const(op, np.ones(g, np.int64)), axis=2, _outputs=g)
+            parts[0].producer().name = name + "split"
+            cols = []
+            for i, p in enumerate(parts):
+                _typed(x, p, [1, h * w, 1, c // g])
+                cols.append(_typed(x, op.Reshape(p, _const(op, np.array([1, h * w, c // g, 1], np.int64))),
+                                   [1, h * w, c // g, 1], f"{name}column{i}"))
+            swapped = _typed(x, op.Concat(*cols, axis=3), [1, h * w, c // g, g], name + "interleave")
+        merged = _typed(x, op.Reshape(swapped, _const(op, np.array([1, h, w, c], np.int64))), [1, h, w, c],
+                        name + "merge")
+        return _typed(x, op.Transpose(merged, perm=[0, 3, 1, 2]), [1, c, h, w], name + "nchw")
+
+
+class ChannelShuffleSplit(ChannelShuffle):
+    use_transpose = False
+
+
 @dataclass(frozen=True)
 class Rule:
+    """``runtimes``: the Edge TPU runtime versions (``min_runtime_version``) the rule applies to."""
+
     name: str
     rule_class: type
     why: str
+    runtimes: range = range(0, 1000)
 
 
 RULES: list[Rule] = [
+    Rule("lrn", LrnDecompose,
+         "LOCAL_RESPONSE_NORMALIZATION has no int8 kernel: MUL, 1x1 band CONV_2D, RSQRT/MUL (beta k/16), MUL"),
+    Rule("channel_shuffle", ChannelShuffle,
+         "rank-5 channel shuffle is not mappable: RESHAPE [1,HW,g,C/g], TRANSPOSE, RESHAPE (rank 4)",
+         range(14, 1000)),
+    Rule("channel_shuffle", ChannelShuffleSplit,
+         "rank-5 channel shuffle is not mappable; no TRANSPOSE before runtime 14: SPLIT, RESHAPE, CONCATENATION",
+         range(0, 14)),
     Rule("hardswish", HardSwishDecompose, "HARD_SWISH is not an Edge TPU op: ADD+RELU6, MUL, MUL are"),
     Rule("leaky_relu", LeakyReluToMax, "LEAKY_RELU is not an Edge TPU op: max(x, a*x) is exact"),
     Rule("prelu_scalar", ScalarPReluToMax, "PRELU (runtime 13, unconfirmed) -> max(x, a*x), exact"),
@@ -209,11 +401,12 @@ RULES: list[Rule] = [
 ]
 
 
-def apply(model: ir.Model, rules: list[Rule] | None = None) -> dict[str, int]:
-    """Apply ``rules`` (default: all) to ``model`` in place; {rule name: rewrites done}."""
+def apply(model: ir.Model, rules: list[Rule] | None = None, runtime: int = 14) -> dict[str, int]:
+    """Apply ``rules`` (default: all for Edge TPU runtime ``runtime``) to ``model`` in place;
+    {rule name: rewrites done}."""
     counts: dict[str, int] = {}
-    for rule in rules if rules is not None else RULES:
+    for rule in rules if rules is not None else [r for r in RULES if runtime in r.runtimes]:
         n = pattern.RewriteRuleSet([rule.rule_class.rule()]).apply_to_model(model)
         if n:
-            counts[rule.name] = n
+            counts[rule.name] = counts.get(rule.name, 0) + n
     return counts

@@ -1,7 +1,9 @@
 """Real models through the CLI for coral-usb: light_* models, PP-OCR cls and modelzoo models build as
 full-integer TFLite (every op int8, int8 I/O), run on host LiteRT through the generated runner
-(CPU fallback: no TPU here), and report the TPU/CPU split. Models whose ops cannot be integer fail
-with one clear error line. resnet50/vgg19/densenet121 take 15-40 s each: set DEPLOYKIT_EDGETPU_ALL=1."""
+(CPU fallback: no TPU here), and report the TPU/CPU split. The LRN models (alexnet, inception_v1, zfnet)
+build through the ``lrn`` rewrite, shufflenet through ``channel_shuffle``; both predicted 100 % on the
+TPU. Models whose ops cannot be integer fail with one clear error line. resnet50/vgg19/densenet121/
+alexnet/zfnet512 take 15-60 s each: set DEPLOYKIT_EDGETPU_ALL=1."""
 
 from __future__ import annotations
 
@@ -12,16 +14,17 @@ import sys
 
 import numpy as np
 import pytest
+from onnx import helper as onnx_helper
 
 import modelzoo
-from edgetpu_testlib import ENV, assert_all_integer, calibration, report
+from edgetpu_testlib import ENV, assert_all_integer, calibration, model, report
 
 pytestmark = pytest.mark.plugin
 pytest.importorskip("ai_edge_litert")
 
-SLOW = {"light_resnet50", "light_vgg19", "light_densenet121"}
-NOT_INTEGER = {"light_bvlc_alexnet", "light_inception_v1", "light_zfnet512"}  # LRN: no int8 TFLite kernel
-LIGHT = [p for p in modelzoo.LIGHT_MODELS if p.stem not in NOT_INTEGER]
+SLOW = {"light_resnet50", "light_vgg19", "light_densenet121", "light_bvlc_alexnet", "light_zfnet512"}
+WITH_LRN = {"light_bvlc_alexnet", "light_inception_v1", "light_zfnet512"}  # 2 LRN each: the lrn rewrite
+LIGHT = list(modelzoo.LIGHT_MODELS)
 
 
 def _build(cli, src, tmp_path, *extra, calib_range=(0.0, 1.0)):
@@ -58,16 +61,30 @@ def test_light_model(cli, path, tmp_path):
     # and cosine is undefined-as-0. What int8 can promise here: error <= 1 output step, same top-1 tie.
     for m in ver["outputs"].values():
         assert m["max_abs_error"] <= 1.0 / 256 + 1e-6, ver
+    tpu = rep["backend_report"]["edgetpu"]
+    rewrites = rep["backend_report"]["rewrites"]
+    ops = assert_all_integer(out / "model.tflite")
+    if path.stem in WITH_LRN:  # LRN -> MUL, band CONV_2D, RSQRT chain, MUL: all int8, all on the TPU
+        assert rewrites.get("lrn") == 2 and ops.count("RSQRT") == 4 and "LOCAL_RESPONSE_NORMALIZATION" not in ops
+        lrn_ops = [p for p in tpu["per_operator"] if "/" in p["node"] and p["node"].split("/")[-1].startswith(
+            ("square", "window_sum", "rsqrt", "root", "power", "scale"))]
+        assert len(lrn_ops) == 2 * 7 and all(p["device"] == "tpu" for p in lrn_ops), lrn_ops
+    if path.stem == "light_shufflenet":  # rank-5 shuffles -> rank-4 RESHAPE, TRANSPOSE, RESHAPE
+        assert rewrites.get("channel_shuffle") == 16 and ops.count("TRANSPOSE") == 16
+    assert tpu["tpu_mac_share"] == 1.0 and tpu["first_cpu_op"] is None, tpu["first_cpu_op"]
 
 
-@pytest.mark.parametrize("path", [p for p in modelzoo.LIGHT_MODELS if p.stem in NOT_INTEGER][:1])
-def test_non_integer_model_is_a_clear_error(cli, path, tmp_path):
+def test_non_integer_model_is_a_clear_error(cli, tmp_path):
+    # LRN with beta 0.6 (not a multiple of 1/16): the lrn rewrite keeps one float POW -> refused, with the reason
+    nodes = [onnx_helper.make_node("Relu", ["x"], ["r"], name="relu"),
+             onnx_helper.make_node("LRN", ["r"], ["y"], size=5, alpha=0.1, beta=0.6, name="norm")]
+    path = model(tmp_path / "m.onnx", nodes, {"x": [1, 8, 8, 8]}, {"y": [1, 8, 8, 8]})
     calib = calibration(path, tmp_path / "calib.npy", n=4)
     proc = cli("build", path, "--target", "coral-usb", "--calibration", calib, "-o", tmp_path / "b", env=ENV)
     assert proc.returncode != 0
     lines = [ln for ln in proc.stderr.strip().splitlines() if ln.startswith("error:")]
-    assert len(lines) == 1 and "LRN" in lines[0] and "no int8 TFLite kernel" in lines[0], proc.stderr
-    assert not (tmp_path / "b").exists()
+    assert len(lines) == 1 and "POW" in lines[0] and "no int8 TFLite kernel" in lines[0], proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "b").exists()
 
 
 def test_ppocr_cls(cli, ppocr_cls, tmp_path):
