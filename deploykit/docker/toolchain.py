@@ -31,6 +31,9 @@ class ToolchainImage:
     pins: tuple[str, ...] = ()      # exact versions of the toolchain's Python packages
     coral_apt: str = ""             # edgetpu-compiler apt version ("" = no Coral repository)
     platform: str | None = None     # forced docker platform (None = the caller's --platform or native)
+    # (venv path, env variable pointing at its python, pins): a second Python environment, e.g.
+    # OpenVINO 2022.3 for NCS2 IR conversion/verification, which cannot share deploykit's interpreter
+    side_venv: tuple[str, str, tuple[str, ...]] | None = None
 
     def tag(self, version: str) -> str:
         return f"deploykit-toolchain-{self.backend}:{version}"
@@ -48,8 +51,12 @@ TOOLCHAIN_IMAGES: dict[str, ToolchainImage] = {
                        pins=("ai-edge-litert==2.3.0",)),
         ToolchainImage("edgetpu", "x86-64 Debian 12 + Coral apt repository edgetpu_compiler + LiteRT", _PY,
                        extra="tflite", pins=("ai-edge-litert==2.3.0",), coral_apt="16.0", platform="linux/amd64"),
-        ToolchainImage("openvino", "OpenVINO (Intel CPU / NPU; NCS2 IR via the downgrade pass)", _PY,
-                       extra="openvino", pins=("openvino==2026.4.1",), platform="linux/amd64"),
+        # Python 3.10: the newest Python that OpenVINO 2022.3 (the last release with the NCS2 plugin)
+        # has wheels for, so the ncs2 IR is converted and verified with 2022.3 inside the image too.
+        ToolchainImage("openvino", "OpenVINO (Intel CPU / NPU) + OpenVINO 2022.3 for NCS2 IR",
+                       "python:3.10-slim-bookworm", extra="openvino", pins=("openvino==2026.4.1",),
+                       platform="linux/amd64",
+                       side_venv=("/opt/ov2022", "DEPLOYKIT_OV2022_PYTHON", ("openvino==2022.3.1", "numpy<1.25"))),
         # TensorRT engines are built on the Jetson (build_engine.sh in the bundle); lowering needs ONNX only.
         ToolchainImage("tensorrt", "ONNX + ONNX Runtime (TensorRT engines are built on the Jetson itself)", _PY,
                        pins=("onnxruntime==1.32.0",)),

@@ -68,11 +68,13 @@ def test_host_bundle_dockerfile_lints_parses_and_is_pinned(host_bundle):
     assert any(i["instruction"] == "RUN" and "-r requirements.txt" in i["value"] for i in parser.structure)
 
 
+@pytest.mark.network
 def test_host_bundle_requirements_resolve_here(host_bundle):
     res = _pip("install", "--dry-run", "--ignore-installed", "--quiet", "-r", str(host_bundle / "requirements.txt"))
     assert res.returncode == 0, res.stderr[-2000:]
 
 
+@pytest.mark.network
 @pytest.mark.parametrize("target,platform", [("rpi4", "manylinux_2_27_aarch64"), ("intel-cpu", "manylinux_2_28_x86_64")])
 def test_device_requirements_resolve_for_the_device(tmp_path, target, platform):
     """The pinned runtime of a device profile has a wheel for the device's Python and arch."""
@@ -85,6 +87,25 @@ def test_device_requirements_resolve_for_the_device(tmp_path, target, platform):
                "--no-deps", "-d", str(tmp_path), *pins)
     assert res.returncode == 0, res.stderr[-2000:]
     assert list(tmp_path.glob("*.whl"))
+
+
+@pytest.mark.network
+@pytest.mark.parametrize("backend", ["openvino", "tflite", "edgetpu"])
+def test_toolchain_image_pins_resolve_for_the_image_python(tmp_path, backend):
+    """Each toolchain image's pinned packages (and its side environment's) have wheels for the
+    image's Python on x86-64, so a broken pin is caught here, without a Docker daemon."""
+    from deploykit.docker.toolchain import TOOLCHAIN_IMAGES
+
+    image = TOOLCHAIN_IMAGES[backend]
+    python = image.base_image.split(":", 1)[1].split("-", 1)[0]  # python:3.10-slim-bookworm -> 3.10
+    envs = [list(image.pins)] + ([list(image.side_venv[2])] if image.side_venv else [])
+    for k, pins in enumerate(envs):
+        # the images are Debian 12 (glibc 2.36): every manylinux tag up to 2.36 installs there
+        platforms = [a for m in range(17, 37) for a in ("--platform", f"manylinux_2_{m}_x86_64")]
+        platforms += ["--platform", "manylinux2014_x86_64"]
+        res = _pip("download", "--only-binary=:all:", *platforms, "--python-version", python,
+                   "--no-deps", "-d", str(tmp_path / str(k)), *pins)
+        assert res.returncode == 0, res.stderr[-2000:]
 
 
 def _daemon_up() -> bool:

@@ -86,6 +86,13 @@ def test_toolchain_pins_match_the_profiles_deploykit_verifies_with(all_registry)
         assert f"ai-edge-litert=={t['rpi4'].runtime_version}" in TOOLCHAIN_IMAGES[backend].pins
     assert f"openvino=={t['intel-cpu'].runtime_version}" in TOOLCHAIN_IMAGES["openvino"].pins
     assert TOOLCHAIN_IMAGES["edgetpu"].platform == "linux/amd64"  # the compiler is x86-64 only
+    # NCS2 IR needs OpenVINO 2022.3 (Python <= 3.10) beside the current OpenVINO, found as the plugin expects
+    from deploykit_openvino import legacy
+
+    venv, env_var, pins = TOOLCHAIN_IMAGES["openvino"].side_venv
+    assert env_var == legacy.ENV_VAR and "openvino==2022.3.1" in pins
+    assert TOOLCHAIN_IMAGES["openvino"].base_image.startswith("python:3.10")
+    assert f"ENV {env_var}={venv}/bin/python" in render_dockerfile(TOOLCHAIN_IMAGES["openvino"], "pypi")
     assert set(TOOLCHAIN_IMAGES) >= {p.backend for p in t.values()}
 
 
