@@ -23,7 +23,7 @@ import onnx_ir as ir
 from deploykit.errors import DeployError
 from deploykit.quant.calibration import SampleSet
 from deploykit.quant.collect import GraphIndex, collect_statistics
-from deploykit.quant.metrics import compare_arrays
+from deploykit.quant.metrics import RunningComparison
 from deploykit.quant.observers import TensorObserver
 from deploykit.quant.params import QuantParams
 from deploykit.quant.plan import QuantPlan, _node_key, build_plan, observed_tensors, quantizable_inputs
@@ -80,7 +80,7 @@ class QuantConfig:
     budget: AccuracyBudget = field(default_factory=AccuracyBudget)
     bias_correction: bool = True
     equalize: str = "auto"  # auto | on | off
-    eval_samples: int = 16
+    eval_samples: int = 8
     max_fallback_fraction: float = 0.25
     max_fallback_layers: int = 64
 
@@ -124,13 +124,11 @@ def evaluate(model: onnx.ModelProto, feeds: list[dict[str, np.ndarray]], refs: l
     sess = _session(model)
     names = list(refs[0])
     wanted = {i.name for i in sess.get_inputs()}
-    outs = [dict(zip(names, sess.run(names, {k: v for k, v in f.items() if k in wanted}))) for f in feeds]
-    metrics = {}
-    for n in names:
-        r = np.concatenate([np.asarray(x[n], np.float64).ravel() for x in refs])
-        o = np.concatenate([np.asarray(x[n], np.float64).ravel() for x in outs])
-        metrics[n] = compare_arrays(r, o)
-    return metrics
+    running = {n: RunningComparison() for n in names}
+    for feed, ref in zip(feeds, refs):
+        for n, out in zip(names, sess.run(names, {k: v for k, v in feed.items() if k in wanted})):
+            running[n].add(ref[n], out)
+    return {n: c.result() for n, c in running.items()}
 
 
 def _check_inputs(observers: dict[str, TensorObserver], index: GraphIndex, log: Callable[[str], None]) -> None:

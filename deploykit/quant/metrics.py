@@ -8,45 +8,69 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 
+class RunningComparison:
+    """Max abs error, error relative to the reference's range, cosine and SQNR (dB), accumulated
+    over chunks (e.g. one sample at a time) so that no concatenated float64 copy of all outputs is
+    ever made. ``add`` chunks in any order; ``result`` equals comparing the concatenation."""
+
+    def __init__(self) -> None:
+        self.max_abs = 0.0
+        self.ref_lo, self.ref_hi, self.ref_absmax = math.inf, -math.inf, 0.0
+        self.dot = self.ref_sq = self.out_sq = self.noise = 0.0
+        self.nonfinite_mismatch = 0
+        self.size = 0
+
+    def add(self, ref: np.ndarray, out: np.ndarray) -> RunningComparison:
+        ref64 = np.asarray(ref, dtype=np.float64).ravel()
+        out64 = np.asarray(out, dtype=np.float64).ravel()
+        if ref64.shape != out64.shape:
+            raise ValueError(f"shape mismatch: reference {np.shape(ref)} vs output {np.shape(out)}")
+        self.size += ref64.size
+        finite = np.isfinite(ref64) & np.isfinite(out64)
+        if not finite.all():
+            same = (np.isnan(ref64) & np.isnan(out64)) | (ref64 == out64)
+            self.nonfinite_mismatch += int(np.sum(~finite & ~same))
+            ref64, out64 = ref64[finite], out64[finite]
+        if ref64.size == 0:
+            return self
+        err = out64 - ref64
+        self.max_abs = max(self.max_abs, float(np.max(np.abs(err))))
+        self.ref_lo, self.ref_hi = min(self.ref_lo, float(ref64.min())), max(self.ref_hi, float(ref64.max()))
+        self.ref_absmax = max(self.ref_absmax, float(np.max(np.abs(ref64))))
+        self.dot += float(np.dot(ref64, out64))
+        self.ref_sq += float(np.dot(ref64, ref64))
+        self.out_sq += float(np.dot(out64, out64))
+        self.noise += float(np.dot(err, err))
+        return self
+
+    def result(self) -> dict[str, float]:
+        if self.size == 0:
+            return {"max_abs_error": 0.0, "rel_max_abs_error": 0.0, "cosine": 1.0, "sqnr_db": math.inf}
+        rng = self.ref_hi - self.ref_lo if self.ref_hi >= self.ref_lo else 0.0
+        scale = rng if rng > 0 else max(self.ref_absmax, 1.0)
+        nr, no = math.sqrt(self.ref_sq), math.sqrt(self.out_sq)
+        if nr == 0 and no == 0:
+            cosine = 1.0
+        elif nr == 0 or no == 0:
+            cosine = 0.0
+        else:
+            cosine = self.dot / (nr * no)
+        if self.noise == 0:
+            sqnr = math.inf
+        elif self.ref_sq == 0:
+            sqnr = -math.inf
+        else:
+            sqnr = 10.0 * math.log10(self.ref_sq / self.noise)
+        result = {"max_abs_error": self.max_abs, "rel_max_abs_error": self.max_abs / scale, "cosine": cosine,
+                  "sqnr_db": sqnr}
+        if self.nonfinite_mismatch:
+            result["nonfinite_mismatches"] = float(self.nonfinite_mismatch)
+        return result
+
+
 def compare_arrays(ref: np.ndarray, out: np.ndarray) -> dict[str, float]:
     """Max abs error, error relative to the reference's range, cosine and SQNR (dB)."""
-    ref64 = np.asarray(ref, dtype=np.float64).ravel()
-    out64 = np.asarray(out, dtype=np.float64).ravel()
-    if ref64.shape != out64.shape:
-        raise ValueError(f"shape mismatch: reference {np.shape(ref)} vs output {np.shape(out)}")
-    if ref64.size == 0:
-        return {"max_abs_error": 0.0, "rel_max_abs_error": 0.0, "cosine": 1.0, "sqnr_db": math.inf}
-    finite = np.isfinite(ref64) & np.isfinite(out64)
-    nonfinite_mismatch = int(np.sum(~finite & ~((np.isnan(ref64) & np.isnan(out64)) | (ref64 == out64))))
-    r, o = ref64[finite], out64[finite]
-    err = o - r
-    max_abs = float(np.max(np.abs(err))) if err.size else 0.0
-    rng = float(np.max(r) - np.min(r)) if r.size else 0.0
-    scale = rng if rng > 0 else max(float(np.max(np.abs(r))) if r.size else 0.0, 1.0)
-    nr, no = float(np.linalg.norm(r)), float(np.linalg.norm(o))
-    if nr == 0 and no == 0:
-        cosine = 1.0
-    elif nr == 0 or no == 0:
-        cosine = 0.0
-    else:
-        cosine = float(np.dot(r, o) / (nr * no))
-    noise = float(np.sum(err * err))
-    signal = float(np.sum(r * r))
-    if noise == 0:
-        sqnr = math.inf
-    elif signal == 0:
-        sqnr = -math.inf
-    else:
-        sqnr = 10.0 * math.log10(signal / noise)
-    result = {
-        "max_abs_error": max_abs,
-        "rel_max_abs_error": max_abs / scale,
-        "cosine": cosine,
-        "sqnr_db": sqnr,
-    }
-    if nonfinite_mismatch:
-        result["nonfinite_mismatches"] = float(nonfinite_mismatch)
-    return result
+    return RunningComparison().add(ref, out).result()
 
 
 def top1_agreement(ref: np.ndarray, out: np.ndarray) -> float | None:
@@ -65,9 +89,10 @@ def compare_outputs(
     names = list(refs[0]) if refs else []
     metrics: dict[str, dict[str, float]] = {}
     for name in names:
-        ref = np.concatenate([np.asarray(r[name], dtype=np.float64).reshape(1, -1) for r in refs])
-        out = np.concatenate([np.asarray(o[name], dtype=np.float64).reshape(1, -1) for o in outs])
-        m = compare_arrays(ref, out)
+        running = RunningComparison()
+        for r, o in zip(refs, outs):
+            running.add(r[name], o[name])
+        m = running.result()
         shaped_ref = np.stack([np.asarray(r[name]) for r in refs])
         shaped_out = np.stack([np.asarray(o[name]) for o in outs])
         per_sample = np.squeeze(shaped_ref[0]) if shaped_ref.size else shaped_ref

@@ -235,3 +235,21 @@ def test_to_json():
 def test_int_ranges():
     assert INT_RANGES["int8"] == (-128, 127) and INT_RANGES["uint8"] == (0, 255)
     assert QuantParams(np.array(1.0), np.array(0), dtype="int32").qmax == 2**31 - 1
+
+
+def test_running_comparison_over_chunks_equals_whole():
+    from deploykit.quant.metrics import RunningComparison
+
+    rng = np.random.default_rng(5)
+    ref = rng.normal(size=(6, 50)).astype(np.float32)
+    out = ref + rng.normal(scale=0.05, size=ref.shape).astype(np.float32)
+    out[2, 3] = np.nan
+    ref[2, 3] = np.nan  # matching NaN: not a mismatch
+    out[4, 1] = np.inf  # mismatch
+    running = RunningComparison()
+    for r, o in zip(ref, out):
+        running.add(r, o)
+    whole, chunked = compare_arrays(ref, out), running.result()
+    assert set(whole) == set(chunked) and whole["nonfinite_mismatches"] == 1.0
+    for k in whole:
+        assert chunked[k] == pytest.approx(whole[k], rel=1e-9)
