@@ -330,12 +330,14 @@ def _report(index, observers, plan: QuantPlan, sensitivity, config, method, tria
         if not q_in:
             continue
         out = node.output[0] if node.output else ""
+        if out not in plan.activations:  # QDQ schemes observe only quantized inputs: report the first one
+            out = next((n for (_, n, role) in q_in if role == "data" and n in plan.activations), out)
         p = plan.activations.get(out)
         row = {
             "node": key,
             "op_type": node.op_type,
             "fallback": key in plan.fallback,
-            "output": out,
+            "tensor": out,
             "range_method": p.method if p else None,
             "scale": float(np.ravel(p.scale)[0]) if p is not None else None,
             "zero_point": int(np.ravel(p.zero_point)[0]) if p is not None else None,

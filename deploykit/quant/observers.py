@@ -14,6 +14,24 @@ RESERVOIR = 1 << 15
 TAIL = 256
 
 
+def _extremes(flat: np.ndarray, largest: bool) -> np.ndarray:
+    """Exactly the TAIL largest (or smallest) values of ``flat`` (unsorted).
+
+    Large arrays are first cut at the TAIL-th extreme of a 1-in-16 subsample: at least TAIL values
+    of ``flat`` lie beyond that threshold (or on it), so no true extreme is lost, and the costly
+    partition only sees the few values past it.
+    """
+    if flat.size > 64 * TAIL:
+        sub = flat[::16]
+        k = sub.size - TAIL if largest else TAIL - 1
+        t = np.partition(sub, k)[k]
+        strict = flat[flat > t] if largest else flat[flat < t]
+        if strict.size < TAIL:  # the rest of the extremes are copies of the threshold
+            return np.concatenate([strict, np.full(TAIL - strict.size, t, flat.dtype)])
+        flat = strict
+    return np.partition(flat, flat.size - TAIL)[flat.size - TAIL:] if largest else np.partition(flat, TAIL - 1)[:TAIL]
+
+
 def _merge_tail(tail: np.ndarray, flat: np.ndarray, largest: bool) -> np.ndarray:
     """Keep the TAIL largest (or smallest) values of ``tail`` + ``flat``, sorted ascending."""
     if tail.size >= TAIL:
@@ -22,7 +40,7 @@ def _merge_tail(tail: np.ndarray, flat: np.ndarray, largest: bool) -> np.ndarray
         if flat.size == 0:
             return tail
     if flat.size > TAIL:
-        flat = np.partition(flat, flat.size - TAIL)[flat.size - TAIL:] if largest else np.partition(flat, TAIL - 1)[:TAIL]
+        flat = _extremes(flat, largest)
     merged = np.sort(np.concatenate([tail, flat]))
     return merged[-TAIL:] if largest else merged[:TAIL]
 

@@ -236,3 +236,22 @@ def test_qdq_schemes_observe_only_the_tensors_they_quantize(tmp_path):
     qdq = build_qdq_model(proto, plan, index)
     assert any(n.op_type == "QuantizeLinear" for n in qdq.graph.node)
     ort.InferenceSession(qdq.SerializeToString(), providers=["CPUExecutionProvider"])
+
+
+@pytest.mark.parametrize("kind", ["normal", "relu", "constant", "few_distinct"])
+def test_observer_tails_are_exact(kind):
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=200_000).astype(np.float32)
+    if kind == "relu":
+        x = np.maximum(x, 0)
+    elif kind == "constant":
+        x[:] = 1.5
+    elif kind == "few_distinct":
+        x = rng.integers(-3, 4, size=x.size).astype(np.float32)
+    obs = TensorObserver("t")
+    for chunk in np.array_split(x, 3):
+        obs.observe(chunk)
+    s = np.sort(x)
+    np.testing.assert_array_equal(obs._top, s[-obs._top.size:])
+    np.testing.assert_array_equal(obs._bottom, s[:obs._bottom.size])
+    assert obs._top.size == obs._bottom.size == 256
