@@ -335,3 +335,19 @@ def test_default_registry_is_cached_and_refreshable(monkeypatch):
     first = plugins_mod.default_registry()
     assert plugins_mod.default_registry() is first
     assert plugins_mod.default_registry(refresh=True) is not first
+
+
+def test_every_package_of_the_source_tree_is_shipped():
+    """A subpackage missing from pyproject's list would be absent from a wheel install."""
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    conf = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
+    listed = set(conf["packages"])
+    found = {".".join(p.parent.relative_to(root).parts) for p in (root / "deploykit").rglob("__init__.py")}
+    assert found <= listed, sorted(found - listed)
+    data = conf["package-data"]
+    for pkg in found:
+        if (root / pkg.replace(".", "/") / "templates").is_dir():
+            assert pkg in data and "templates/*.j2" in data[pkg], pkg
