@@ -27,6 +27,7 @@ from deploykit.reference import run_reference
 from deploykit.verification import run_bundle, verify_outputs
 
 VERIFY_SAMPLES = 4
+COMPRESS_SCAN_SAMPLES = 32
 STORED_SAMPLES = 2
 
 
@@ -58,6 +59,7 @@ class BuildRequest:
     calibration_method: str = "auto"
     accuracy_budget: str | None = None
     images: Any = None  # deploykit.quant.images.ImagePreprocess for image-folder calibration
+    compress: str | None = None  # --compress spec (deploykit.compress.parse_spec), None = off
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -119,6 +121,11 @@ def build(request: BuildRequest, registry: Registry | None = None, reporter: Rep
     shapes = parse_input_shapes(request.input_shapes)
     out_dir = Path(request.output) if request.output else default_output(model_path, profile.name, precision)
     check_output_dir(out_dir, request.force)
+    compress_spec = None
+    if request.compress:
+        from deploykit.compress import parse_spec
+
+        compress_spec = parse_spec(request.compress)
     quant_config = None
     if precision == "int8":
         from deploykit.quant.engine import AccuracyBudget, QuantConfig
@@ -131,6 +138,8 @@ def build(request: BuildRequest, registry: Registry | None = None, reporter: Rep
     if quant_config is not None:
         extra.update({"calibration_method": quant_config.method, "accuracy_budget": str(quant_config.budget),
                       "calibration_samples": request.calibration_samples})
+    if compress_spec is not None:
+        extra["compress"] = str(compress_spec)
     options = BuildOptions(precision=precision, input_shapes=shapes, calibration=request.calibration,
                            io=request.io, extra=extra)
 
@@ -140,13 +149,24 @@ def build(request: BuildRequest, registry: Registry | None = None, reporter: Rep
         source_sha = sha256_file(model_path)
     with reporter.stage("canonicalize"):
         model = passes.canonicalize(model)
-        model = backend.prepare(model, options)
+        if compress_spec is None:
+            model = backend.prepare(model, options)
+    calibration = verify_set = compression = source_proto = None
+    if compress_spec is not None:
+        # compression needs the samples first: it scans on the calibration part, never the held-out one
+        if request.calibration:
+            with reporter.stage("calibration data"):
+                samples = load_samples(request.calibration, inputs, limit=request.calibration_samples, images=request.images)
+                calibration, verify_set = _split_samples(samples)
+                reporter.log(f"{len(calibration)} calibration / {len(verify_set)} held-out verification samples")
+        with reporter.stage(f"compress ({compress_spec})"):
+            model, compression, source_proto = _compress(model, compress_spec, calibration, reporter)
+            model = backend.prepare(model, options)
     with reporter.stage("support analysis"):
         support = backend.analyze(model)
         if any(s.status is Support.UNSUPPORTED for s in support):
             raise unsupported_error(support, profile.name)
-    calibration = verify_set = None
-    if request.calibration:
+    if request.calibration and calibration is None:
         with reporter.stage("calibration data"):
             samples = load_samples(request.calibration, inputs, limit=request.calibration_samples, images=request.images)
             calibration, verify_set = _split_samples(samples)
@@ -171,7 +191,10 @@ def build(request: BuildRequest, registry: Registry | None = None, reporter: Rep
             artifact = backend.lower(ctx)
         with reporter.stage("reference (fp32 onnxruntime)"):
             feeds = list(verify_set.feeds())
-            refs = run_reference(model_path, feeds, [o.name for o in outputs])
+            if compression is None:
+                refs = run_reference(model_path, feeds, [o.name for o in outputs])
+            else:  # the bundle reproduces the compressed model; its loss vs the source is in report.compression
+                refs = _reference_of(compression.model, feeds, [o.name for o in outputs])
             stored = list(range(min(STORED_SAMPLES, len(feeds))))
             (work / "samples").mkdir()
             write_npz(work / SAMPLES_INPUTS, {f"in_{i}": verify_set.subset(stored).arrays[s.name] for i, s in enumerate(inputs)})
@@ -204,17 +227,81 @@ def build(request: BuildRequest, registry: Registry | None = None, reporter: Rep
             "notes": list(ctx.notes),
             "backend_report": artifact.report,
         }
+        if compression is not None:
+            report["compression"] = compression.to_json()
         write_json(work / "report.json", report)
         for name, template in (("README.md", "README.md.j2"), ("Dockerfile", "Dockerfile.j2")):
             text = render(template, {**context, "verification": verification, "requirements": reqs}, backend.template_package or "")
             (work / name).write_text(text, encoding="utf-8")
-        manifest = write_bundle_metadata(
-            work, profile=profile, backend=backend, precision=precision, artifact=artifact,
-            source_name=model_path.name, source_sha256=source_sha, options=options,
-            verification=verification, plugins=registry.plugins,
-            quantization=_quant_summary(quant),
-        )
+        def metadata() -> dict[str, Any]:
+            return write_bundle_metadata(
+                work, profile=profile, backend=backend, precision=precision, artifact=artifact,
+                source_name=model_path.name, source_sha256=source_sha, options=options,
+                verification=verification, plugins=registry.plugins,
+                quantization=_quant_summary(quant),
+            )
+
+        manifest = metadata()
+        if compression is not None:
+            # the effect report reads the staged bundle (manifest included), then the manifest is
+            # written again so that report.html and the updated report.json are hashed too
+            with reporter.stage("effect report"):
+                _effect_report(work, source_proto, compression, profile.name, precision, model_path.name, feeds, reporter,
+                               bundle_runs=verification.get("status") != "skipped")
+            manifest = metadata()
     return BuildResult(out_dir=out_dir.absolute(), manifest=manifest, report=report)
+
+
+def _compress(model, spec, calibration: SampleSet | None, reporter: Reporter):
+    """(compressed onnx_ir model, CompressionResult, source proto) of the canonicalized ``model``."""
+    import onnx_ir as ir
+
+    from deploykit.compress import compress
+    from deploykit.ir import to_proto
+
+    source = to_proto(model)
+    feeds = None
+    if calibration is not None:
+        n = len(calibration)
+        import numpy as np
+
+        picks = sorted({int(i) for i in np.linspace(0, n - 1, min(n, COMPRESS_SCAN_SAMPLES)).round()})
+        feeds = list(calibration.feeds(picks))  # spread over the calibration set
+    result = compress(source, spec, samples=feeds, budget=0.99, log=_log_or_warn(reporter))
+    d = result.details
+    reporter.log(f"compression: params {d['params_before']:,} -> {d['params_after']:,}, MACs {d['macs_before']:,} -> "
+                 f"{d['macs_after']:,}, cosine vs fp32 {d['cosine_vs_fp32']} (budget {result.budget})")
+    return ir.from_proto(result.model), result, source
+
+
+def _reference_of(proto, feeds, output_names: list[str]) -> list[dict[str, Any]]:
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="deploykit-ref-") as tmp:
+        path = Path(tmp) / "compressed.onnx"
+        path.write_bytes(proto.SerializeToString(deterministic=True))
+        return run_reference(path, feeds, output_names)
+
+
+def _effect_report(work: Path, source, compression, target: str, precision: str, model_name: str, feeds,
+                   reporter: Reporter, bundle_runs: bool = True) -> None:
+    """report.html + ``effect`` rows: fp32 source, each compression step, and the built bundle when
+    its runtime exists on this machine. A failure here is a warning: the bundle is already verified."""
+    try:
+        from deploykit.effect import Variant, measure_variants, write_report
+    except ImportError as e:  # the effect report is optional; the build stands without it
+        reporter.warn(f"effect report skipped: {e}")
+        return
+    variants = [Variant("fp32", model=source), *[Variant(s.name, model=s.model) for s in compression.steps]]
+    if bundle_runs:
+        variants.append(Variant(f"{target} {precision}", bundle_dir=work))
+    else:
+        reporter.warn(f"effect report: the {target} bundle cannot run on this machine; it shows the ONNX steps only")
+    try:
+        rows = measure_variants(variants, inputs=feeds)
+        write_report(work, rows, title=f"{model_name} on {target} ({precision}, --compress {compression.spec})")
+    except DeployError as e:
+        reporter.warn(f"effect report skipped: {e}")
 
 
 def _log_or_warn(reporter: Reporter):

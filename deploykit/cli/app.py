@@ -6,9 +6,11 @@ import typer
 
 from deploykit import __version__
 from deploykit.cli.build import build_command
+from deploykit.cli.compare_cmd import compare_command
 from deploykit.cli.docker_cmd import package_command
 from deploykit.cli.doctor_cmd import doctor_command
 from deploykit.cli.inspect_cmd import inspect_command
+from deploykit.cli.optimize_cmd import optimize_command
 from deploykit.cli.run_cmd import run_command, verify_command
 from deploykit.cli.targets_cmd import targets_command
 
@@ -30,6 +32,8 @@ app.command("run")(run_command)
 app.command("verify")(verify_command)
 app.command("doctor")(doctor_command)
 app.command("package")(package_command)
+app.command("optimize")(optimize_command)
+app.command("compare")(compare_command)
 
 
 def _version(value: bool) -> None:

@@ -33,11 +33,15 @@ def build_command(
         None, "--calibration-samples", help="Use only the first N samples of the calibration data [default: all]."),
     calibration_method: str = typer.Option(
         "auto", "--calibration-method",
-        help="Activation range method: auto (try minmax, percentile, entropy, mse; keep the most accurate), or one of them."),
+        help="Activation range method: auto (simulate minmax, percentile and mse; keep the most accurate), or one of minmax, percentile, entropy, mse."),
     accuracy_budget: Optional[str] = typer.Option(
         None, "--accuracy-budget",
         help="int8 accuracy to keep vs fp32 on every output: cosine=0.99 (the default) or e.g. sqnr=25 (dB). "
         "Layers fall back to float until it holds, where the target allows mixed precision."),
+    compress: Optional[str] = typer.Option(
+        None, "--compress",
+        help="Compress before lowering: 'auto', KEY=VALUE pairs (prune=0.3,lowrank=auto,cluster=64,sparsity=0.5,"
+        "budget=0.99) or a .toml/.json file; adds the compression details and an effect report (report.html)."),
     io: str = typer.Option("float", "--io", help="Artifact I/O type where the backend supports integer I/O: float or int8."),
     force: bool = typer.Option(False, "--force", "-f", help="Replace the output folder if it exists."),
     strict: bool = typer.Option(False, "--strict", help="Exit with code 4 when verification fails or the accuracy budget is missed."),
@@ -81,7 +85,8 @@ def build_command(
     result = build(
         BuildRequest(model=model, target=target, output=output, precision=precision, input_shapes=list(input_shape),
                      calibration=calibration, force=force, io=io, calibration_samples=calibration_samples,
-                     calibration_method=calibration_method, accuracy_budget=accuracy_budget, images=images),
+                     calibration_method=calibration_method, accuracy_budget=accuracy_budget, images=images,
+                     compress=compress),
         reporter=reporter,
     )
     verification = result.manifest["verification"]
@@ -110,6 +115,12 @@ def _print_summary(result, verification) -> None:
                           str(v["sqnr_db"]) if isinstance(v["sqnr_db"], str) else f"{v['sqnr_db']:.1f}",
                           "" if top1 is None else f"{top1:.2%}")
         err_console.print(table)
+    c = (result.report or {}).get("compression")
+    if c:
+        met = "[green]met[/]" if c["budget_met"] else "[red]MISSED[/]"
+        err_console.print(f"compression ({c['spec']}): params {c['params_before']:,} -> {c['params_after']:,}, "
+                          f"MACs {c['macs_before']:,} -> {c['macs_after']:,}, cosine vs source fp32 {c['cosine_vs_fp32']:.5f} "
+                          f"(budget {c['budget']} {met}; the verification below is against the compressed model)")
     q = m.get("quantization")
     if q:
         met = "[green]met[/]" if q["budget_met"] else "[red]MISSED[/]"

@@ -1,0 +1,170 @@
+"""``deploykit compare``: several bundles side by side (size, latency, agreement with fp32)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from deploykit.cli.common import DebugOption, JsonOption, cli_errors, err_console, out_console, print_json
+from deploykit.errors import BundleError
+
+# one table row per figure, one column per bundle (fits a terminal for a handful of bundles)
+ROWS = (("target", "target"), ("precision", "precision"), ("size", "size_raw"), ("zlib -9", "size_zip"),
+        ("Huffman weights", "size_huffman"), ("params", "params"), ("MACs", "macs"), ("p50 ms", "latency_ms_p50"),
+        ("p90 ms", "latency_ms_p90"), ("speed vs 1st", "speedup"), ("cosine vs fp32", "cosine"),
+        ("top-1 vs fp32", "top1_agreement"), ("accuracy", "accuracy"), ("verification", "verification"),
+        ("runtime", "runtime"), ("figures", "source"))
+AGREEMENT = ("cosine", "max_abs_error", "top1_agreement", "accuracy")
+KEYS = ("target", "precision", "size_raw", "size_zip", "size_huffman", "params", "macs", "latency_ms_p50",
+        "latency_ms_p90", "latency_runs", "cosine", "max_abs_error", "top1_agreement", "accuracy", "runtime", "host", "error")
+
+
+def _report(bundle: Path) -> dict[str, Any]:
+    try:
+        data = json.loads((bundle / "report.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _effect_row(report: dict[str, Any]) -> dict[str, Any] | None:
+    """The row of the built bundle itself among the report's effect rows (the last bundle step)."""
+    rows = [r for r in report.get("effect") or [] if isinstance(r, dict)]
+    if not rows:
+        return None
+    own = [r for r in rows if r.get("kind") == "bundle"] or rows
+    return own[-1]
+
+
+def _verified(manifest: dict[str, Any]) -> dict[str, Any]:
+    """Cosine / top-1 agreement with fp32 from the manifest's verification (worst output)."""
+    outs = (manifest.get("verification") or {}).get("outputs") or {}
+    cos = [m.get("cosine") for m in outs.values() if isinstance(m.get("cosine"), (int, float))]
+    t1 = [m.get("top1_agreement") for m in outs.values() if isinstance(m.get("top1_agreement"), (int, float))]
+    return {"cosine": min(cos) if cos else None, "top1_agreement": min(t1) if t1 else None}
+
+
+def _stored_samples(bundle: Path, manifest: dict[str, Any]) -> tuple[list[dict], list[dict]]:
+    """The bundle's held-out inputs and their fp32 outputs (``samples/*.npz``)."""
+    from deploykit.bundle.files import read_npz
+
+    samples = manifest.get("samples") or {}
+    paths = [bundle / str(samples.get(k) or "") for k in ("inputs", "expected")]
+    if not all(samples.get(k) for k in ("inputs", "expected")) or not all(p.is_file() for p in paths):
+        raise BundleError(f"bundle {str(bundle)!r} has no stored samples to measure with and no effect report; "
+                          "rebuild it with a current 'deploykit build'")
+    try:
+        inputs, expected = read_npz(paths[0]), read_npz(paths[1])
+        n = len(inputs["in_0"])
+        feeds = [{s["name"]: inputs[f"in_{i}"][j] for i, s in enumerate(manifest["inputs"])} for j in range(n)]
+        refs = [{s["name"]: expected[f"out_{i}"][j] for i, s in enumerate(manifest["outputs"])} for j in range(n)]
+    except (KeyError, IndexError, ValueError, OSError) as e:
+        raise BundleError(f"the stored samples of bundle {str(bundle)!r} do not match its manifest ({type(e).__name__}: {e}); "
+                          "rebuild it with 'deploykit build'") from e
+    return feeds, refs
+
+
+def _plan(bundle: Path, force_measure: bool) -> tuple[dict, dict | None, tuple | None]:
+    """Check one argument before anything runs: (manifest, effect row or None, samples to measure or None)."""
+    from deploykit.bundle.manifest import read_manifest
+
+    manifest = read_manifest(bundle)
+    row = _effect_row(_report(bundle))
+    return manifest, row, (_stored_samples(bundle, manifest) if row is None or force_measure else None)
+
+
+def _entry(bundle: Path, plan: tuple, runs: int, threads: int | None) -> dict[str, Any]:
+    from deploykit.effect import Variant, measure_variants
+
+    manifest, report_row, samples = plan
+    row, source = report_row, "report"
+    agreement_vs = "fp32 source model (build report)"
+    if samples is not None:
+        err_console.print(f"measuring {bundle} ({runs} runs)…", markup=False, style="dim")
+        feeds, refs = samples
+        row = measure_variants([Variant(bundle.name, bundle_dir=bundle)], feeds, runs=runs, threads=threads,
+                               reference_outputs=refs)[0]
+        source = "measured"
+        if report_row is not None:  # the report compared with the source model; the stored samples may not
+            row.update({k: report_row.get(k) for k in AGREEMENT})
+        elif (manifest.get("build_options") or {}).get("compress"):
+            agreement_vs = "compressed fp32 model (stored samples)"
+        else:
+            agreement_vs = "fp32 source model (stored samples)"
+    entry = {"bundle": str(bundle), "source": source, "agreement_vs": agreement_vs, **{k: row.get(k) for k in KEYS}}
+    entry["target"] = entry["target"] or manifest.get("target")
+    entry["precision"] = entry["precision"] or manifest.get("precision")
+    entry["verification"] = (manifest.get("verification") or {}).get("status")
+    verified = _verified(manifest)
+    for key in ("cosine", "top1_agreement"):
+        if entry[key] is None:
+            entry[key] = verified[key]
+    return entry
+
+
+def _cell(key: str, value: Any) -> str:
+    from deploykit.effect.report import human
+
+    if value is None:
+        return "—"
+    if key.startswith("size") and isinstance(value, (int, float)):
+        return human(value, "B")
+    if key in ("macs", "params") and isinstance(value, (int, float)):
+        return human(value)
+    if key.startswith("latency") and isinstance(value, (int, float)):
+        return f"{value:.3g}"
+    if key == "cosine":
+        return f"{value:.5f}" if isinstance(value, float) else str(value)
+    if key in ("top1_agreement", "accuracy") and isinstance(value, float):
+        return f"{value:.3f}"
+    return str(value)
+
+
+@cli_errors
+def compare_command(
+    bundles: list[Path] = typer.Argument(..., help="Bundle folders made by 'deploykit build'.", show_default=False),
+    runs: int = typer.Option(20, "--runs", min=1, help="Timed runs per bundle when measuring."),
+    measure: bool = typer.Option(False, "--measure", help="Measure every bundle now, even if its report has figures."),
+    threads: int = typer.Option(1, "--threads", min=1, help="CPU threads per runtime when measuring."),
+    json_out: bool = JsonOption,
+    debug: bool = DebugOption,
+) -> None:
+    """Compare bundles: target, precision, sizes, latency and agreement with fp32.
+
+    Figures come from each bundle's report (the effect rows written by 'build --compress') and its
+    manifest's verification; bundles without them are measured here on their stored samples.
+    """
+    plans = [_plan(b, measure) for b in bundles]  # every argument checked before anything runs
+    entries = [_entry(b, plan, runs, threads) for b, plan in zip(bundles, plans)]
+    if json_out:
+        print_json({"bundles": entries})
+        return
+    from rich.table import Table
+    from rich.text import Text
+
+    first = entries[0].get("latency_ms_p50")
+    for e in entries:
+        p50 = e.get("latency_ms_p50")
+        e["speedup"] = f"{first / p50:.2f}×" if isinstance(first, (int, float)) and isinstance(p50, (int, float)) and p50 > 0 else None
+    table = Table(title="bundles", title_justify="left")
+    table.add_column("")
+    names = [Path(e["bundle"]).name or e["bundle"] for e in entries]
+    unique = len(set(names)) == len(names)
+    for name, e in zip(names, entries):
+        table.add_column(Text(name if unique else e["bundle"]), justify="right")
+    for title, key in ROWS:
+        table.add_row(Text(title), *(Text(_cell(key, e.get(key))) for e in entries))
+    out_console.print(table)
+    for e in entries:
+        if e.get("error"):
+            out_console.print(Text(f"{e['bundle']}: not run here: {e['error']}"))
+    for e in entries:
+        if e["agreement_vs"].startswith("compressed"):
+            out_console.print(Text(f"{e['bundle']}: built with --compress and no effect report: its agreement is with "
+                                   "the compressed fp32 model, not the source"))
+    if len({e["source"] for e in entries}) > 1:
+        out_console.print(Text("note: latency from build reports and from this run may come from different machines "
+                               "or thread counts; pass --measure to measure all bundles now"))
