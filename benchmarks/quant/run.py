@@ -38,6 +38,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -78,11 +79,13 @@ class ModelSpec:
 
 
 def model_specs(quick: bool) -> list[ModelSpec]:
+    # Evaluation sets are large enough that one line is <= 0.1 pt (cls) / a few chars (rec): on
+    # 300 cls lines a single line (0.33 pt) decided the comparison with ORT.
     return [
         ModelSpec("ppocr_cls", T.CLS_MODEL, "x", (1, 3, 48, 192), "top-1 accuracy",
-                  64 if quick else 100, 120 if quick else 300, 101, 1001),
+                  64 if quick else 100, 120 if quick else 1000, 101, 1001),
         ModelSpec("ppocr_rec", T.REC_MODEL, "x", (1, 3, 48, 320), "char accuracy",
-                  32 if quick else 64, 60 if quick else 150, 201, 2001),
+                  32 if quick else 64, 60 if quick else 300, 201, 2001),
     ]
 
 
@@ -92,10 +95,10 @@ def model_specs(quick: bool) -> list[ModelSpec]:
 MEM_LIMIT_MB = 0.0  # set in main(): kill a subprocess whose RSS passes this (shared machine)
 
 
-def _rss_mb(pid: int) -> float:
+def _rss_mb(pid: int, field: str = "VmRSS") -> float:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
     except (OSError, ValueError):
         pass
@@ -122,7 +125,11 @@ def measure(cmd: list[str], env: dict | None = None, cwd: Path | None = None, ti
         p = subprocess.Popen(cmd, stdout=out, stderr=err, env=env, cwd=cwd, start_new_session=True)
         timed_out = mem_killed = False
         n = 0
+        hwm = 0.0
         while True:
+            # VmHWM is the peak RSS of the process's own address space since exec. (ru_maxrss is
+            # not used: it includes the benchmark's own RSS at fork time, a floor of ~400 MB here.)
+            hwm = max(hwm, _rss_mb(p.pid, "VmHWM"))
             pid, status, ru = os.wait4(p.pid, os.WNOHANG)
             if pid:
                 break
@@ -134,7 +141,7 @@ def measure(cmd: list[str], env: dict | None = None, cwd: Path | None = None, ti
                 os.killpg(p.pid, 9)
                 pid, status, ru = os.wait4(p.pid, 0)
                 break
-            time.sleep(0.02)
+            time.sleep(0.01)
         wall = time.perf_counter() - t0
         p.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
@@ -144,7 +151,7 @@ def measure(cmd: list[str], env: dict | None = None, cwd: Path | None = None, ti
             "timed_out": timed_out,
             "mem_killed": mem_killed,
             "wall_s": round(wall, 2),
-            "peak_rss_mb": round(ru.ru_maxrss / 1024, 1),  # Linux: KB
+            "peak_rss_mb": round(hwm, 1),
             "stdout": out.read().decode(errors="replace"),
             "stderr": err.read().decode(errors="replace"),
         }
@@ -242,6 +249,12 @@ def run_deploykit(spec: ModelSpec, model: Path, calib: Path, work: Path, data: d
     m = measure(cmd, env=env, cwd=REPO, timeout=timeout)
     row = {"method": "deploykit int8 (host)", "kind": "deploykit", "rc": m["rc"],
            "wall_s": m["wall_s"], "peak_rss_mb": m["peak_rss_mb"]}
+    # the build's own stage timings (canonicalize, calibrate + quantize): the counterpart of ORT's
+    # quant_pre_process + quantize_static
+    stages = [re.search(rf"{re.escape(name)} \(([0-9.]+) s\)", m["stdout"] + m["stderr"])
+              for name in ("canonicalize", "calibrate + quantize")]
+    if all(stages):
+        row["total_s"] = round(sum(float(x.group(1)) for x in stages), 2)
     if m["rc"] != 0 or not (out / "manifest.json").exists():
         row["error"] = _failure(m)
         return row
@@ -318,7 +331,7 @@ def goals(fp32: dict, rows: list[dict]) -> list[dict]:
     if dk is None or "accuracy" not in dk:
         why = (dk or {}).get("error", "not run")
         for g in ("accuracy >= best ORT method", f"accuracy within {GOAL_ACC_POINTS} pt of fp32",
-                  f"build time <= ORT MinMax x {GOAL_TIME_FACTOR}", f"peak memory <= {GOAL_RSS_MB:.0f} MB"):
+                  f"calibration time <= ORT MinMax x {GOAL_TIME_FACTOR}", f"peak memory <= {GOAL_RSS_MB:.0f} MB"):
             add(g, False, f"deploykit: {why}")
         return out
     acc = dk["accuracy"]
@@ -331,13 +344,19 @@ def goals(fp32: dict, rows: list[dict]) -> list[dict]:
     diff = (fp32["accuracy"] - acc) * 100
     add(f"accuracy within {GOAL_ACC_POINTS} pt of fp32", diff <= GOAL_ACC_POINTS + 1e-9,
         f"{acc:.4f} vs fp32 {fp32['accuracy']:.4f} ({-diff:+.2f} pt)")
-    if mm:
-        ref = min(r["wall_s"] for r in mm)
-        add(f"build time <= ORT MinMax x {GOAL_TIME_FACTOR}", dk["wall_s"] <= ref * GOAL_TIME_FACTOR,
-            f"{dk['wall_s']:.1f} s vs {ref:.1f} s x {GOAL_TIME_FACTOR} = {ref * GOAL_TIME_FACTOR:.1f} s "
-            "(whole process wall time, both)")
+    timed = [r for r in mm if r.get("total_s")]
+    if timed and dk.get("total_s"):
+        ref = min(r["total_s"] for r in timed)
+        add(f"calibration time <= ORT MinMax x {GOAL_TIME_FACTOR}", dk["total_s"] <= ref * GOAL_TIME_FACTOR,
+            f"{dk['total_s']:.1f} s vs {ref:.1f} s x {GOAL_TIME_FACTOR} = {ref * GOAL_TIME_FACTOR:.1f} s "
+            "(deploykit's canonicalize + calibrate + quantize stages vs ORT's quant_pre_process + quantize_static)")
     else:
-        add(f"build time <= ORT MinMax x {GOAL_TIME_FACTOR}", False, "no ORT MinMax result")
+        add(f"calibration time <= ORT MinMax x {GOAL_TIME_FACTOR}", False, "no timed ORT MinMax / deploykit result")
+    if mm:  # not a goal: the whole build does more (import, passes, lowering, verification, bundle)
+        ref = min(r["wall_s"] for r in mm)
+        out.append({"goal": "whole process wall time vs ORT MinMax", "status": "INFO",
+                    "detail": f"{dk['wall_s']:.1f} s vs {ref:.1f} s = {dk['wall_s'] / ref:.2f}x (deploykit: the complete "
+                              "build incl. verification and bundle; ORT: quantization script)"})
     add(f"peak memory <= {GOAL_RSS_MB:.0f} MB", dk["peak_rss_mb"] <= GOAL_RSS_MB,
         f"{dk['peak_rss_mb']:.0f} MB peak RSS of the build process")
     return out
@@ -404,8 +423,11 @@ def write_markdown(res: dict, path: Path) -> None:
          "- *wall s*: wall time of the whole build/quantization process (Python start-up and imports included, "
          "for both). For deploykit that is the complete `deploykit build` (import, passes, calibration, "
          "lowering, verification, bundle); for ORT: pinning the input shape, `quant_pre_process`, "
-         "`quantize_static`. *quant s* (ORT only): `quant_pre_process` + `quantize_static` inside the process.",
-         "- *peak RSS*: `ru_maxrss` of that process (wait4), i.e. its own peak.",
+         "`quantize_static`. *quant s*: for ORT `quant_pre_process` + `quantize_static` inside the process; for deploykit "
+         "the build's `canonicalize` + `calibrate + quantize` stages (graph passes, statistics, range search, fallback "
+         "search; as printed by the CLI). "
+         "The time goal compares these calibration times; the whole-process ratio is listed too.",
+         "- *peak RSS*: the highest `VmHWM` (peak resident set of the process's own address space) polled every 10 ms while it runs; `ru_maxrss` is not used because it counts the benchmark's own memory inherited at fork.",
          "- ORT: QDQ, per-channel, weights QInt8; activations QInt8 (S8) and QUInt8 (U8); "
          "`quant_pre_process` first as ORT recommends.", ""]
     for m in res["models"]:
