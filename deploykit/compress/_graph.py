@@ -4,13 +4,14 @@ candidate models in ONNX Runtime against the fp32 outputs."""
 
 from __future__ import annotations
 
-import itertools
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
+
+from deploykit.ir.names import fresh_name
 
 Feed = dict[str, np.ndarray]
 
@@ -56,12 +57,7 @@ class GraphIndex:
         return name in self.inits and name not in self.graph_inputs and name not in self.graph_outputs
 
     def fresh(self, hint: str) -> str:
-        for i in itertools.count():
-            name = hint if i == 0 else f"{hint}_{i}"
-            if name not in self._used:
-                self._used.add(name)
-                return name
-        raise AssertionError("unreachable")
+        return fresh_name(self._used, hint)
 
     def set_init(self, name: str, array: np.ndarray) -> None:
         """Replace (or add) initializer ``name`` with ``array``."""

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import itertools
-
 import numpy as np
 import onnx_ir as ir
+
+from deploykit.ir.names import fresh_name
 
 FLOAT_TYPES = (ir.DataType.FLOAT, ir.DataType.FLOAT16, ir.DataType.DOUBLE, ir.DataType.BFLOAT16)
 
@@ -74,12 +74,7 @@ class NameGen:
             self._used.update(v.name for v in node.inputs if v is not None and v.name)
 
     def __call__(self, hint: str) -> str:
-        for i in itertools.count():
-            name = hint if i == 0 else f"{hint}_{i}"
-            if name not in self._used:
-                self._used.add(name)
-                return name
-        raise AssertionError("unreachable")
+        return fresh_name(self._used, hint)
 
 
 def add_initializer(graph: ir.Graph, names: NameGen, hint: str, array: np.ndarray) -> ir.Value:

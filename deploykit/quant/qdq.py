@@ -11,6 +11,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from deploykit.ir.names import fresh_name
 from deploykit.quant.collect import GraphIndex
 from deploykit.quant.params import QuantParams
 from deploykit.quant.plan import QuantPlan, _node_key, quantizable_inputs
@@ -29,11 +30,7 @@ class _Builder:
         self.taken.update(i.name for i in model.graph.input)
 
     def fresh(self, base: str) -> str:
-        name, k = base, 1
-        while name in self.taken:
-            name, k = f"{base}_{k}", k + 1
-        self.taken.add(name)
-        return name
+        return fresh_name(self.taken, base)
 
     def scale_zp(self, base: str, p: QuantParams) -> tuple[str, str]:
         s = self.fresh(base + "_scale")

@@ -20,6 +20,8 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from deploykit.ir.names import fresh_name
+
 # op -> condition(node, graph_consts) under which the op at any version > 13 means the same at 13
 _Cond = Callable[[onnx.NodeProto, dict], bool]
 
@@ -76,11 +78,7 @@ class _Rewriter:
             self.taken.add(n.name)
 
     def fresh(self, base: str) -> str:
-        name, k = base, 1
-        while name in self.taken:
-            name, k = f"{base}_{k}", k + 1
-        self.taken.add(name)
-        return name
+        return fresh_name(self.taken, base)
 
     def const(self, base: str, value) -> str:
         name = self.fresh(base)
