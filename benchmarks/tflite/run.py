@@ -318,6 +318,9 @@ def install_size(tmp: Path) -> dict:
         return res
     sp = site_packages(venv)
     res["site_packages_mb"] = du_mb(sp)
+    empty = tmp / "venv-empty"  # what any venv holds before our install (pip, setuptools)
+    subprocess.run([sys.executable, "-m", "venv", str(empty)], check=True)
+    res["empty_venv_mb"] = du_mb(site_packages(empty))
     top = sorted(((du_mb(p), p.name) for p in sp.iterdir() if p.is_dir() and not p.name.endswith("-info")),
                  reverse=True)[:6]
     res["largest"] = {n: s for s, n in top}
@@ -440,9 +443,11 @@ def write(res: dict) -> str:
     inst = res.get("install")
     if inst:
         md += ["", "## Install size", "",
-               f"- `pip install '/work/main[tflite]'` into a fresh venv: site-packages **{inst.get('site_packages_mb', '?')} MB** "
+               f"- `pip install '.[tflite]'` into a fresh venv: site-packages **{inst.get('site_packages_mb', '?')} MB** "
                f"({inst.get('pip_install_s', '?')} s; largest: "
                + ", ".join(f"{k} {v} MB" for k, v in inst.get("largest", {}).items()) + ")"
+               + (f"; {round(inst['site_packages_mb'] - inst['empty_venv_mb'], 1)} MB beyond an empty venv"
+                  if "empty_venv_mb" in inst and "site_packages_mb" in inst else "")
                + (f" — error: {inst['error']}" if "error" in inst else "")]
         if "onnx2tf_site_packages_mb" in inst:
             md.append(f"- onnx2tf venv (`pip install onnx2tf=={ONNX2TF}`): site-packages **{inst['onnx2tf_site_packages_mb']} MB** "

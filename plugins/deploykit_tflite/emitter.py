@@ -75,10 +75,13 @@ def op_version(op: Op) -> int:
         if op.options is not None and op.options.halfPixelCenters:
             return 3
         return 2 if int8 else 1
+    if code == "BROADCAST_TO":  # registered from version 2 on (version 1 does not exist)
+        return 2
     if code in ("ADD", "SUB", "CONCATENATION", "MAX_POOL_2D", "AVERAGE_POOL_2D", "PAD", "SOFTMAX",
                 "LOGISTIC", "TANH", "MEAN", "RELU6", "RELU", "TRANSPOSE", "SLICE", "STRIDED_SLICE",
                 "SPLIT", "SPLIT_V", "SPACE_TO_DEPTH", "DEPTH_TO_SPACE", "SUM", "GELU", "REDUCE_MAX",
-                "GATHER", "MAXIMUM", "MINIMUM", "BATCH_MATMUL", "LOG_SOFTMAX", "SQUEEZE", "PADV2"):
+                "GATHER", "MAXIMUM", "MINIMUM", "BATCH_MATMUL", "LOG_SOFTMAX", "SQUEEZE", "PADV2",
+                "RSQRT"):
         return 2 if int8 else 1
     return 1
 

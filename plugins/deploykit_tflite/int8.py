@@ -222,7 +222,7 @@ def _backfill_sources(graph: TFLGraph) -> None:
     """Unnamed temporaries feeding RESHAPE/TRANSPOSE get the (equal) range of what they feed."""
     producers = graph.producers()
     for op in graph.ops:  # range-preserving ops: an unnamed output has its input's range
-        if op.code in ("PAD", "PADV2", "RESHAPE", "TRANSPOSE") and op.inputs[0].source and not op.outputs[0].source:
+        if op.code in ("PAD", "PADV2", "RESHAPE", "TRANSPOSE", "DEPTH_TO_SPACE", "SPACE_TO_DEPTH") and op.inputs[0].source and not op.outputs[0].source:
             op.outputs[0].source = op.inputs[0].source
     for op in reversed(graph.ops):
         if op.code in ("RESHAPE", "TRANSPOSE") and op.outputs[0].source and not op.inputs[0].source:

@@ -255,6 +255,9 @@ class Lowering:
         if len(shape) == 4 and np_dtype(v).startswith("float"):
             if any(u.node.op_type in NHWC_CONSUMERS for u in v.uses()):
                 return NHWC
+        if len(shape) == 3 and np_dtype(v).startswith("float"):  # [N, C, L] into a Conv1d: fed [N, L, C]
+            if any(u.node.op_type in ("Conv", "ConvTranspose", "MaxPool", "AveragePool") and u.idx == 0 for u in v.uses()):
+                return (0, 2, 1)
         return ident(len(shape))
 
     def run(self, converters) -> TFLGraph:
@@ -283,8 +286,11 @@ class Lowering:
         for v in graph.outputs:
             if v.name in self.consts:
                 t = self.g.tensor(list(self.consts[v.name].shape), DTYPES.get(self.consts[v.name].dtype.name, "float32"))
-                zero = self.g.const(np.zeros((), dtype=t.dtype))
-                self.emit("ADD", [self.g.const(self.consts[v.name].astype(t.dtype)), zero], [t], self.opts("AddOptions"))
+                if t.dtype in ("float32", "int32"):
+                    zero = self.g.const(np.zeros((), dtype=t.dtype))
+                    self.emit("ADD", [self.g.const(self.consts[v.name].astype(t.dtype)), zero], [t], self.opts("AddOptions"))
+                else:  # ADD has no bool / int8 kernel
+                    self.reshape(self.g.const(self.consts[v.name].astype(t.dtype)), t.shape, out=t)
                 perm = ident(len(t.shape))
             else:
                 t, perm = self.env[v.name]

@@ -138,12 +138,17 @@ def prelu(ctx: Lowering, node: ir.Node):
 
 
 def elu(ctx: Lowering, node: ir.Node):
+    if node.attributes.get_float("alpha", 1.0) != 1.0:
+        from deploykit_tflite.ops_extra import elu_alpha
+
+        elu_alpha(ctx, node)
+        return
     perm = ctx.layout(node.inputs[0])
     ctx.unary("ELU", ctx.get(node.inputs[0], perm), out=ctx.out(node.outputs[0], perm))
 
 
 def check_elu(node: ir.Node) -> str | None:
-    return None if node.attributes.get_float("alpha", 1.0) == 1.0 else "Elu with alpha != 1"
+    return None
 
 
 def hard_sigmoid(ctx: Lowering, node: ir.Node):
@@ -186,7 +191,9 @@ def erf(ctx: Lowering, node: ir.Node):
         poly = ctx.binary("MUL", ctx.binary("ADD", poly, c(a)), t)
     e = ctx.unary("EXP", ctx.unary("NEG", ctx.binary("MUL", x, x)))
     y = ctx.binary("SUB", c(1.0), ctx.binary("MUL", poly, e))
-    ctx.binary("MUL", y, ctx.unary("SIGN", x), out=ctx.out(node.outputs[0], perm))
+    # sign(x) as x / (|x| + 1e-30): XNNPACK delegates DIV but not SIGN (one partition for GELU)
+    sign = ctx.binary("DIV", x, ctx.binary("ADD", ax, c(1e-30)))
+    ctx.binary("MUL", y, sign, out=ctx.out(node.outputs[0], perm))
 
 
 def _axes(ctx: Lowering, node: ir.Node, rank: int) -> list[int]:
@@ -243,14 +250,24 @@ def argmax(ctx: Lowering, node: ir.Node):
     out = ctx.out(node.outputs[0], reduced_perm(perm, [axis], keep))
     code, kind = ("ARG_MAX", "ArgMaxOptions") if node.op_type == "ArgMax" else ("ARG_MIN", "ArgMinOptions")
     shape = [d for i, d in enumerate(x.shape) if i != perm.index(axis)]
-    target = ctx.temp(shape, "int32") if keep else out
+    last = node.attributes.get_int("select_last_index", 0)
+    target = ctx.temp(shape, "int32") if (keep or last) else out
+    if last:  # the last extreme = the first one along the reversed axis, counted from the end
+        rx = ctx.temp(x.shape, like=x)
+        ctx.emit("REVERSE_V2", [x, ctx.i32([perm.index(axis)])], [rx], ctx.opts("ReverseV2Options"))
+        x = rx
     ctx.emit(code, [x, ctx.i32([perm.index(axis)])], [target], ctx.opts(kind, outputType=2))
-    if keep:
+    if last:
+        n = ctx.g.const(np.asarray(x.shape[perm.index(axis)] - 1, np.int32))
+        rev = ctx.temp(shape, "int32")
+        ctx.emit("SUB", [n, target], [rev], ctx.opts("SubOptions"))
+        target = rev
+    if keep or last:
         ctx.reshape(target, out.shape, out=out)
 
 
 def check_argmax(node: ir.Node) -> str | None:
-    return "select_last_index=1" if node.attributes.get_int("select_last_index", 0) else None
+    return None
 
 
 def cast(ctx: Lowering, node: ir.Node):

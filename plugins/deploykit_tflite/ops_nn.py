@@ -94,6 +94,11 @@ def conv(ctx: Lowering, node: ir.Node):
     pads = _ints(node, "pads")
     auto_pad = node.attributes.get_string("auto_pad", "NOTSET")
     y = node.outputs[0]
+    if nd == 3:
+        from deploykit_tflite.ops_extra import conv3d
+
+        conv3d(ctx, node)
+        return
     if nd == 2:
         _conv2d(ctx, ctx.get(xv, NHWC), W, B, group, strides, dil, pads, auto_pad, ctx.out(y, NHWC))
         return
@@ -111,24 +116,37 @@ def check_conv(node: ir.Node) -> str | None:
     w = node.inputs[1]
     if w is None or w.const_value is None:
         return "Conv weights must be constant"
-    if len(w.shape or []) not in (3, 4):
-        return "only 1-D and 2-D convolutions lower to TFLite"
+    if len(w.shape or []) not in (3, 4, 5):
+        return "only 1-D, 2-D and 3-D convolutions lower to TFLite"
+    if len(w.shape) == 5 and node.attributes.get_int("group", 1) != 1:
+        return "grouped 3-D convolution has no TFLite kernel"
     return None
 
 
 def conv_transpose(ctx: Lowering, node: ir.Node):
     xv = node.inputs[0]
-    W = ctx.const(node.inputs[1]).astype(np.float32, copy=False)  # [Cin, Cout, KH, KW]
+    W = ctx.const(node.inputs[1]).astype(np.float32, copy=False)  # [Cin, Cout, KH, KW] or [Cin, Cout, K]
     B = ctx.const(node.inputs[2]) if len(node.inputs) > 2 and node.inputs[2] is not None else None
+    auto_pad = node.attributes.get_string("auto_pad", "NOTSET")
+    if W.ndim == 4:
+        _conv_transpose2d(ctx, node, ctx.get(xv, NHWC), W, B, _ints(node, "strides", [1, 1]),
+                          _ints(node, "pads", [0, 0, 0, 0]), auto_pad, ctx.out(node.outputs[0], NHWC))
+        return
+    # 1-D: [N, C, L] held as [N, L, C] -> [N, 1, L, C]
+    xt = ctx.get(xv, (0, 2, 1))
+    out = ctx.out(node.outputs[0], (0, 2, 1))
+    o4 = ctx.temp([out.shape[0], 1, out.shape[1], out.shape[2]])
+    pads = _ints(node, "pads", [0, 0])
+    _conv_transpose2d(ctx, node, ctx.reshape(xt, [xt.shape[0], 1, xt.shape[1], xt.shape[2]]), W[:, :, None, :], B,
+                      [1, _ints(node, "strides", [1])[0]], [0, pads[0], 0, pads[1]], auto_pad, o4)
+    ctx.reshape(o4, out.shape, out=out)
+
+
+def _conv_transpose2d(ctx: Lowering, node: ir.Node, x, W: np.ndarray, B, strides, pads, auto_pad, out):
     cin, cout, kh, kw = W.shape
-    strides = _ints(node, "strides", [1, 1])
-    pads = _ints(node, "pads", [0, 0, 0, 0])
-    x = ctx.get(xv, NHWC)
-    out = ctx.out(node.outputs[0], NHWC)
     n, ih, iw, _ = x.shape
     full = [(ih - 1) * strides[0] + kh, (iw - 1) * strides[1] + kw]
     oh, ow = out.shape[1:3]
-    auto_pad = node.attributes.get_string("auto_pad", "NOTSET")
     if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
         tot = [full[0] - oh, full[1] - ow]
         begin = [t // 2 if auto_pad == "SAME_UPPER" else t - t // 2 for t in tot]
@@ -143,21 +161,28 @@ def conv_transpose(ctx: Lowering, node: ir.Node):
         ctx.emit("TRANSPOSE_CONV", [ctx.i32([n, oh, ow, cout]), filt, x, bias], [out],
                  ctx.opts("TransposeConvOptions", padding=SAME, **opts), weight_axis=0, weight_input=1)
         return
-    if begin[0] + oh > full[0] or begin[1] + ow > full[1]:
-        raise UnsupportedNode(f"ConvTranspose {node.name!r}: output_padding beyond the kernel extent")
+    extra = [max(0, begin[0] + oh - full[0]), max(0, begin[1] + ow - full[1])]
     tmp = ctx.temp([n, full[0], full[1], cout])
-    ctx.emit("TRANSPOSE_CONV", [ctx.i32([n, full[0], full[1], cout]), filt, x, bias], [tmp],
+    ctx.emit("TRANSPOSE_CONV", [ctx.i32([n, full[0], full[1], cout]), filt, x,
+                                ctx.f32(np.zeros(cout, np.float32)) if any(extra) else bias], [tmp],
              ctx.opts("TransposeConvOptions", padding=VALID, **opts), weight_axis=0, weight_input=1)
-    ctx.emit("SLICE", [tmp, ctx.i32([0, begin[0], begin[1], 0]), ctx.i32(out.shape)], [out], ctx.opts("SliceOptions"))
+    if not any(extra):
+        ctx.emit("SLICE", [tmp, ctx.i32([0, begin[0], begin[1], 0]), ctx.i32(out.shape)], [out], ctx.opts("SliceOptions"))
+        return
+    # output_padding past the last kernel tap: those rows/columns hold only the bias
+    padded = _pad_nhwc(ctx, tmp, [[0, extra[0]], [0, extra[1]]])
+    sl = ctx.temp(out.shape)
+    ctx.emit("SLICE", [padded, ctx.i32([0, begin[0], begin[1], 0]), ctx.i32(out.shape)], [sl], ctx.opts("SliceOptions"))
+    ctx.binary("ADD", sl, bias, out=out)
 
 
 def check_conv_transpose(node: ir.Node) -> str | None:
     w = node.inputs[1]
-    if w is None or w.const_value is None or len(w.shape or []) != 4:
-        return "ConvTranspose needs constant 2-D weights"
+    if w is None or w.const_value is None or len(w.shape or []) not in (3, 4):
+        return "ConvTranspose needs constant 1-D or 2-D weights"
     if node.attributes.get_int("group", 1) != 1:
         return "grouped ConvTranspose has no TFLite kernel"
-    if any(d != 1 for d in _ints(node, "dilations", [1, 1])):
+    if any(d != 1 for d in _ints(node, "dilations", [1])):
         return "dilated ConvTranspose has no TFLite kernel"
     return None
 
@@ -191,6 +216,8 @@ def gemm(ctx: Lowering, node: ir.Node):
         mm = ctx.binary("MUL", mm, ctx.f32(np.float32(alpha)), out=None if cv is not None else out)
     if cv is not None:
         c = ctx.get_bcast(cv, 2) if Cc is None else ctx.f32((Cc * beta).astype(np.float32))
+        if Cc is None and beta != 1.0:
+            c = ctx.binary("MUL", c, ctx.f32(np.full([1, 1], beta, np.float32)))
         ctx.binary("ADD", mm, c, out=out)
 
 
@@ -214,20 +241,38 @@ def matmul(ctx: Lowering, node: ir.Node):
         return
     rb = ctx.rank(bv)
     a, b = ctx.get(av), ctx.get(bv)
-    if ra == 1 or rb == 1:
-        raise UnsupportedNode(f"MatMul {node.name!r} with a 1-D dynamic operand")
+    if ra == 1 or rb == 1:  # numpy rules: a 1-D operand is a row (left) or column (right), dropped after
+        a = ctx.reshape(a, [1, a.shape[0]]) if ra == 1 else a
+        b = ctx.reshape(b, [b.shape[0], 1]) if rb == 1 else b
+        shape = list(np.broadcast_shapes(tuple(a.shape[:-2]), tuple(b.shape[:-2]))) + [a.shape[-2], b.shape[-1]]
+        mm = ctx.temp(shape)
+        ctx.emit("BATCH_MATMUL", [a, b], [mm], ctx.opts("BatchMatMulOptions", adjX=False, adjY=False))
+        ctx.reshape(mm, out.shape, out=out)
+        return
     ctx.emit("BATCH_MATMUL", [a, b], [out], ctx.opts("BatchMatMulOptions", adjX=False, adjY=False))
 
 
 def pool(ctx: Lowering, node: ir.Node):
-    kind = node.op_type
-    x = ctx.get(node.inputs[0], NHWC)
-    out = ctx.out(node.outputs[0], NHWC)
     k = _ints(node, "kernel_shape")
-    strides = _ints(node, "strides", [1, 1])
+    strides = _ints(node, "strides", [1] * len(k))
+    pads = _ints(node, "pads")
+    auto_pad = node.attributes.get_string("auto_pad", "NOTSET")
+    if len(k) == 2:
+        _pool2d(ctx, node, ctx.get(node.inputs[0], NHWC), ctx.out(node.outputs[0], NHWC), k, strides, pads, auto_pad)
+        return
+    # 1-D: [N, C, L] held as [N, L, C] -> [N, 1, L, C]
+    xt = ctx.get(node.inputs[0], (0, 2, 1))
+    out = ctx.out(node.outputs[0], (0, 2, 1))
+    o4 = ctx.temp([out.shape[0], 1, out.shape[1], out.shape[2]])
+    _pool2d(ctx, node, ctx.reshape(xt, [xt.shape[0], 1, xt.shape[1], xt.shape[2]]), o4, [1, k[0]], [1, strides[0]],
+            None if pads is None else [0, pads[0], 0, pads[1]], auto_pad)
+    ctx.reshape(o4, out.shape, out=out)
+
+
+def _pool2d(ctx: Lowering, node: ir.Node, x, out, k, strides, pads, auto_pad):
+    kind = node.op_type
     count_pad = node.attributes.get_int("count_include_pad", 0)
-    padding, explicit = spatial_padding(x.shape[1:3], k, strides, [1, 1], _ints(node, "pads"),
-                                        node.attributes.get_string("auto_pad", "NOTSET"), out.shape[1:3],
+    padding, explicit = spatial_padding(x.shape[1:3], k, strides, [1, 1], pads, auto_pad, out.shape[1:3],
                                         allow_same=not (kind == "AveragePool" and count_pad))
     code = "MAX_POOL_2D" if kind == "MaxPool" else "AVERAGE_POOL_2D"
     correction = None
@@ -255,9 +300,11 @@ def pool(ctx: Lowering, node: ir.Node):
 
 def check_pool(node: ir.Node) -> str | None:
     k = _ints(node, "kernel_shape", [])
-    if len(k) != 2:
-        return "only 2-D pooling lowers to TFLite"
-    if any(d != 1 for d in _ints(node, "dilations", [1, 1])):
+    if len(k) not in (1, 2):
+        return "only 1-D and 2-D pooling lower to TFLite"
+    if len(node.outputs) > 1 and node.outputs[1] is not None and node.outputs[1].name:
+        return "MaxPool with the Indices output"
+    if any(d != 1 for d in _ints(node, "dilations", [1] * len(k))):
         return "dilated pooling has no TFLite kernel"
     if node.op_type == "AveragePool" and node.attributes.get_int("count_include_pad", 0) and \
             node.attributes.get_int("ceil_mode", 0):
@@ -296,7 +343,7 @@ def batchnorm(ctx: Lowering, node: ir.Node):
     ctx.binary("ADD", y, const_like(ctx, shift, rank, perm), out=ctx.out(node.outputs[0], perm))
 
 
-def _normalize(ctx: Lowering, x, axes, eps, out_shape):
+def _normalize(ctx: Lowering, x, axes, eps, out_shape, stats: list | None = None):
     keep = ctx.opts("ReducerOptions", keepDims=True)
     red = [d if i not in axes else 1 for i, d in enumerate(x.shape)]
     mean = ctx.temp(red)
@@ -306,6 +353,8 @@ def _normalize(ctx: Lowering, x, axes, eps, out_shape):
     var = ctx.temp(red)
     ctx.emit("MEAN", [sq, ctx.i32(axes)], [var], ctx.opts("ReducerOptions", keepDims=True))
     inv = ctx.unary("RSQRT", ctx.binary("ADD", var, ctx.f32(np.float32(eps))))
+    if stats is not None:
+        stats += [mean, inv]
     return ctx.binary("MUL", d, inv)
 
 
@@ -316,7 +365,11 @@ def layernorm(ctx: Lowering, node: ir.Node):
     perm = ctx.layout(xv) or ident(rank)
     x = ctx.get(xv, perm)
     axes = sorted(perm.index(a) for a in range(axis, rank))
-    n = _normalize(ctx, x, axes, node.attributes.get_float("epsilon", 1e-5), x.shape)
+    stats: list = []
+    n = _normalize(ctx, x, axes, node.attributes.get_float("epsilon", 1e-5), x.shape, stats)
+    for k in (1, 2):  # optional Mean and InvStdDev outputs
+        if len(node.outputs) > k and node.outputs[k].name:
+            ctx.reshape(stats[k - 1], stats[k - 1].shape, out=ctx.out(node.outputs[k], perm))
     out = ctx.out(node.outputs[0], perm)
     has_b = len(node.inputs) > 2 and node.inputs[2] is not None
     y = ctx.binary("MUL", n, ctx.get_bcast(node.inputs[1], rank, perm), out=None if has_b else out)

@@ -21,19 +21,50 @@ def _const_ints(ctx: Lowering, node: ir.Node, index: int, attr: str | None = Non
     return None
 
 
-def reshape_layout(xs, ys, perm) -> tuple[int, ...] | None:
-    """An output layout that makes ``reshape`` a plain RESHAPE of the input held in ``perm``
-    (only size-1 axes inserted/removed), else ``None``."""
-    nx = [i for i, d in enumerate(xs) if d != 1]
-    ny = [j for j, d in enumerate(ys) if d != 1]
-    if [xs[i] for i in nx] != [ys[j] for j in ny]:
-        return None
-    m = dict(zip(nx, ny))
-    order = [m[a] for a in perm if xs[a] != 1]
-    q = list(range(len(ys)))
-    for pos, ax in zip(sorted(ny), order):
-        q[pos] = ax
+def _blocks(xd: list[int], yd: list[int]) -> list[tuple[list[int], list[int]]] | None:
+    """Split two shapes without 1s into (x positions, y positions) blocks of equal product, each
+    block a merge or split of contiguous axes (the reshape acts block by block)."""
+    blocks, i, j = [], 0, 0
+    while i < len(xd) and j < len(yd):
+        bx, by, px, py = [i], [j], xd[i], yd[j]
+        i, j = i + 1, j + 1
+        while px != py:
+            if px < py and i < len(xd):
+                bx.append(i)
+                px, i = px * xd[i], i + 1
+            elif py < px and j < len(yd):
+                by.append(j)
+                py, j = py * yd[j], j + 1
+            else:
+                return None
+        blocks.append((bx, by))
+    return blocks if i == len(xd) and j == len(yd) else None
+
+
+def _with_ones(order: list[int], shape) -> tuple[int, ...]:
+    """``order`` (the non-1 axes) with the size-1 axes inserted at their own index."""
+    q = list(order)
+    for a, d in enumerate(shape):
+        if d == 1:
+            q.insert(min(a, len(q)), a)
     return tuple(q)
+
+
+def reshape_plan(xs, ys, perm) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
+    """(layout to read the input in, layout the output is then held in) so that the reshape is a
+    plain RESHAPE: the merge/split blocks of non-1 axes keep the order they have in ``perm``
+    (so a tensor held NHWC reshaped [N, C, H, W] -> [N, G, C/G, H, W] stays channels-last as
+    [N, H, W, G, C/G]); at most the members inside a block need reordering (one TRANSPOSE)."""
+    nx = [a for a, d in enumerate(xs) if d != 1]
+    ny = [a for a, d in enumerate(ys) if d != 1]
+    blocks = _blocks([xs[a] for a in nx], [ys[a] for a in ny])
+    if blocks is None:
+        return None
+    pos = {a: k for k, a in enumerate(a for a in perm if xs[a] != 1)}
+    blocks.sort(key=lambda b: min(pos[nx[i]] for i in b[0]))
+    xorder = [nx[i] for bx, _ in blocks for i in bx]
+    yorder = [ny[j] for _, by in blocks for j in by]
+    return _with_ones(xorder, xs), _with_ones(yorder, ys)
 
 
 def reshape(ctx: Lowering, node: ir.Node):
@@ -41,9 +72,13 @@ def reshape(ctx: Lowering, node: ir.Node):
     xv, y = node.inputs[0], node.outputs[0]
     xs, ys = ctx.shape(xv), ctx.shape(y)
     perm = ctx.layout(xv) or ident(len(xs))
-    q = reshape_layout(xs, ys, perm) if perm != ident(len(xs)) else None
-    if q is not None:
-        x = ctx.get(xv, perm)
+    plan = reshape_plan(xs, ys, perm)
+    # a plan that needs a TRANSPOSE anyway pays off only when it leaves the output channels-last
+    # (channel shuffle); else the ONNX layout is the better guess for what comes next (attention)
+    same = plan is not None and [a for a in plan[0] if xs[a] != 1] == [a for a in perm if xs[a] != 1]
+    if plan is not None and (same or (len(ys) == 4 and tuple(plan[1]) == NHWC)):
+        xin, q = (perm if same else plan[0]), plan[1]
+        x = ctx.get(xv, xin)
         out = ctx.out(y, q)
     else:
         x = ctx.get(xv)
@@ -199,7 +234,31 @@ def check_pad(node: ir.Node) -> str | None:
     return None
 
 
+def _attr(node: ir.Node, name: str, default):
+    a = node.attributes.get(name)
+    return a.value if a is not None else default
+
+
+def needs_matrices(node: ir.Node, opset: int = 13) -> bool:
+    """True when no TFLite resize kernel reproduces this Resize (cubic, antialias, nearest
+    roundings or coordinate transforms TFLite lacks): it then lowers to two constant matrices."""
+    mode = _attr(node, "mode", "nearest")
+    ctm = _attr(node, "coordinate_transformation_mode", None)
+    if mode not in ("nearest", "linear") or _attr(node, "antialias", 0):
+        return True
+    if ctm not in (None, "asymmetric", "half_pixel", "pytorch_half_pixel", "align_corners", "tf_half_pixel_for_nn"):
+        return True
+    if mode == "nearest" and ctm == "asymmetric" and _attr(node, "nearest_mode", "round_prefer_floor") != "floor":
+        return True
+    return False
+
+
 def resize(ctx: Lowering, node: ir.Node):
+    if node.op_type == "Resize" and needs_matrices(node):
+        from deploykit_tflite.ops_extra import resize_by_matrices
+
+        resize_by_matrices(ctx, node)
+        return
     x = ctx.get(node.inputs[0], NHWC)
     out = ctx.out(node.outputs[0], NHWC)
     if x.shape[0] != out.shape[0] or x.shape[3] != out.shape[3]:
@@ -210,45 +269,68 @@ def resize(ctx: Lowering, node: ir.Node):
     size = ctx.i32(out.shape[1:3])
     align = ctm == "align_corners"
     half = ctm in ("half_pixel", "pytorch_half_pixel", "tf_half_pixel_for_nn")
+    repeat = 0 if mode == "linear" else _repeat_factor(ctx, node, x.shape[1:3], out.shape[1:3])
     if mode == "linear":
         ctx.emit("RESIZE_BILINEAR", [x, size], [out],
                  ctx.opts("ResizeBilinearOptions", alignCorners=align, halfPixelCenters=half))
+    elif repeat == 1:  # same size: identity
+        ctx.reshape(x, out.shape, out=out)
+    elif repeat:
+        # XNNPACK delegates no RESIZE_NEAREST_NEIGHBOR (fp32 or int8): x2 nearest = 4 copies side by
+        # side in channels (CONCATENATION) + DEPTH_TO_SPACE, both delegated; x4, x8: repeated
+        src = x.source  # same values: int8 keeps the input's parameters through every step
+        for _ in range(repeat.bit_length() - 1):
+            n, h, w, c = x.shape
+            tiled = ctx.temp([n, h, w, 4 * c], like=x)
+            tiled.source = src
+            ctx.emit("CONCATENATION", [x] * 4, [tiled], ctx.opts("ConcatenationOptions", axis=3))
+            step = out if [2 * h, 2 * w] == list(out.shape[1:3]) else ctx.temp([n, 2 * h, 2 * w, c], like=x)
+            ctx.emit("DEPTH_TO_SPACE", [tiled], [step], ctx.opts("DepthToSpaceOptions", blockSize=2))
+            x = step
     else:
         ctx.emit("RESIZE_NEAREST_NEIGHBOR", [x, size], [out],
                  ctx.opts("ResizeNearestNeighborOptions", alignCorners=align, halfPixelCenters=half))
 
 
+def _repeat_factor(ctx: Lowering, node: ir.Node, in_hw, out_hw) -> int:
+    """s (1, 2, 4 or 8) when this nearest resize repeats every pixel s x s times, else 0 (checked on
+    the node's own coordinate transform and rounding through its interpolation matrices)."""
+    s = out_hw[0] // in_hw[0]
+    if node.op_type != "Resize" or len(node.inputs) < 3 or s not in (1, 2, 4, 8) or list(out_hw) != [d * s for d in in_hw]:
+        return 0
+    from deploykit_tflite.ops_extra import _axis_matrix
+
+    for n, axis in zip(in_hw, (2, 3)):
+        want = np.repeat(np.eye(n, dtype=np.float32), s, axis=1)
+        if not np.array_equal(_axis_matrix(ctx, node, n, n * s, axis), want):
+            return 0
+    return s
+
+
 def check_resize(node: ir.Node) -> str | None:
-    mode = node.attributes.get("mode").value if "mode" in node.attributes else "nearest"
-    if mode not in ("nearest", "linear"):
-        return f"{node.op_type} mode {mode!r} has no TFLite kernel"
     x = node.inputs[0]
     if x is not None and x.shape is not None and len(x.shape) != 4:
         return f"{node.op_type} on a rank-{len(x.shape)} tensor (TFLite resizes 4-D NHWC only)"
-    ctm = node.attributes.get("coordinate_transformation_mode")
-    ctm = ctm.value if ctm is not None else None
-    if ctm not in (None, "asymmetric", "half_pixel", "pytorch_half_pixel", "align_corners", "tf_half_pixel_for_nn"):
-        return f"coordinate_transformation_mode {ctm!r}"
-    if mode == "nearest":
-        nm = node.attributes.get("nearest_mode")
-        nm = nm.value if nm is not None else "round_prefer_floor"
-        if ctm == "asymmetric" and nm != "floor":
-            return f"nearest_mode {nm!r} with asymmetric coordinates"
+    if needs_matrices(node):
+        if node.op_type != "Resize":
+            return f"{node.op_type} mode {_attr(node, 'mode', 'nearest')!r}"
+        from deploykit_tflite.ops_extra import check_resize_matrices
+
+        return check_resize_matrices(node)
     return None
 
 
 def depth_space(ctx: Lowering, node: ir.Node):
+    if node.attributes.get_string("mode", "DCR") == "CRD":
+        from deploykit_tflite.ops_extra import depth_to_space_crd, space_to_depth_crd
+
+        (depth_to_space_crd if node.op_type == "DepthToSpace" else space_to_depth_crd)(ctx, node)
+        return
     x = ctx.get(node.inputs[0], NHWC)
     code, kind = ("DEPTH_TO_SPACE", "DepthToSpaceOptions") if node.op_type == "DepthToSpace" else \
         ("SPACE_TO_DEPTH", "SpaceToDepthOptions")
     ctx.emit(code, [x], [ctx.out(node.outputs[0], NHWC)],
              ctx.opts(kind, blockSize=node.attributes.get_int("blocksize", 1)))
-
-
-def check_depth_space(node: ir.Node) -> str | None:
-    if node.op_type == "DepthToSpace" and "mode" in node.attributes and node.attributes["mode"].value == "CRD":
-        return "DepthToSpace mode CRD (TFLite implements DCR)"
-    return None
 
 
 def expand(ctx: Lowering, node: ir.Node):

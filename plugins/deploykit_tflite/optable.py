@@ -13,7 +13,9 @@ from dataclasses import dataclass
 import onnx_ir as ir
 
 from deploykit_tflite import ops_math as m
+from deploykit_tflite import ops_extra as x
 from deploykit_tflite import ops_nn as nn
+from deploykit_tflite import ops_rnn as rnn
 from deploykit_tflite import ops_tensor as t
 
 
@@ -47,7 +49,7 @@ def _all(*checks):
 
 CONVERTERS: dict[str, Converter] = {
     # convolutions / matmuls
-    "Conv": Converter(nn.conv, nn.check_conv),
+    "Conv": Converter(nn.conv, nn.check_conv, "3-D: CONV_3D (built-in kernel, not XNNPACK)"),
     "ConvTranspose": Converter(nn.conv_transpose, nn.check_conv_transpose),
     "Gemm": Converter(nn.gemm),
     "MatMul": Converter(nn.matmul),
@@ -61,6 +63,7 @@ CONVERTERS: dict[str, Converter] = {
     "LayerNormalization": Converter(nn.layernorm, note="decomposed: MEAN, SUB, MUL, RSQRT"),
     "InstanceNormalization": Converter(nn.instancenorm, _needs_const(1, 2), "decomposed"),
     "LRN": Converter(nn.lrn, nn.check_lrn),
+    "GroupNormalization": Converter(x.group_norm, _needs_const(1, 2), "decomposed: RESHAPE, MEAN, RSQRT"),
     "Softmax": Converter(nn.softmax),
     "LogSoftmax": Converter(nn.softmax),
     # elementwise binary (numpy broadcasting)
@@ -77,6 +80,16 @@ CONVERTERS: dict[str, Converter] = {
     "HardSigmoid": Converter(m.hard_sigmoid, note="MUL, ADD+RELU6, MUL"),
     "Gelu": Converter(m.gelu),
     "Erf": Converter(m.erf, note="polynomial (|err| < 2e-7)"),
+    "Softplus": Converter(x.softplus, note="RELU(x) + LOG(1 + EXP(-|x|))"),
+    "Mish": Converter(x.mish, note="x * TANH(softplus(x))"),
+    "Softsign": Converter(x.softsign, note="x / (1 + |x|)"),
+    # recurrent: unrolled over the static sequence length (FULLY_CONNECTED + gate ops)
+    "LSTM": Converter(rnn.lstm, rnn.check_rnn, "unrolled: FULLY_CONNECTED, SPLIT, LOGISTIC, TANH, MUL, ADD"),
+    "GRU": Converter(rnn.gru, rnn.check_rnn, "unrolled: FULLY_CONNECTED, SPLIT, LOGISTIC, TANH, MUL, ADD"),
+    "Einsum": Converter(x.einsum, x.check_einsum, "TRANSPOSE/RESHAPE + BATCH_MATMUL or FULLY_CONNECTED"),
+    "TopK": Converter(x.topk, x.check_topk, "TOPK_V2 (built-in kernel)"),
+    "CumSum": Converter(x.cumsum, _needs_const(1), "CUMSUM (built-in kernel)"),
+    "ReduceLogSumExp": Converter(x.reduce_log_sum_exp, _needs_const(1), "REDUCE_MAX, SUB, EXP, SUM, LOG, ADD"),
     # reductions
     **{op: Converter(m.reduce, _needs_const(1)) for op in m.REDUCE},
     "ArgMax": Converter(m.argmax, m.check_argmax),
@@ -97,9 +110,9 @@ CONVERTERS: dict[str, Converter] = {
     "Slice": Converter(t.slice_, _needs_const(1, 2, 3, 4)),
     "Gather": Converter(t.gather),
     "Pad": Converter(t.pad, _all(t.check_pad, _needs_const(1, 2, 3))),
-    "Resize": Converter(t.resize, t.check_resize),
+    "Resize": Converter(t.resize, t.check_resize, "cubic/antialias/other roundings: two constant matrices (FULLY_CONNECTED)"),
     "Upsample": Converter(t.resize, t.check_resize),
-    "DepthToSpace": Converter(t.depth_space, t.check_depth_space),
+    "DepthToSpace": Converter(t.depth_space, note="CRD: channel permutation + DEPTH_TO_SPACE"),
     "SpaceToDepth": Converter(t.depth_space),
     "Expand": Converter(t.expand, _needs_const(1)),
     "Tile": Converter(t.tile, _needs_const(1)),

@@ -63,11 +63,11 @@ def test_unsupported_ops_listed(cli, tmp_path):
     from onnx import TensorProto, helper
 
     nodes = [helper.make_node("Det", ["x"], ["d"], name="det_node"),
-             helper.make_node("Conv", ["x4", "w"], ["c"], name="conv3d_node")]
+             helper.make_node("ConvTranspose", ["x4", "w"], ["c"], name="convt3d_node")]
     graph = helper.make_graph(nodes, "bad", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 3]),
                                              helper.make_tensor_value_info("x4", TensorProto.FLOAT, [1, 1, 4, 4, 4])],
                               [helper.make_tensor_value_info("d", TensorProto.FLOAT, [2]),
-                               helper.make_tensor_value_info("c", TensorProto.FLOAT, [1, 1, 2, 2, 2])],
+                               helper.make_tensor_value_info("c", TensorProto.FLOAT, [1, 1, 6, 6, 6])],
                               [helper.make_tensor("w", TensorProto.FLOAT, [1, 1, 3, 3, 3], [0.1] * 27)])
     import onnx
 
@@ -75,7 +75,7 @@ def test_unsupported_ops_listed(cli, tmp_path):
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
     proc = cli("build", path, "--target", "rpi4", "--precision", "fp32", "-o", tmp_path / "b", env=ENV)
     assert proc.returncode != 0
-    assert "det_node" in proc.stderr and "conv3d_node" in proc.stderr
+    assert "det_node" in proc.stderr and "convt3d_node" in proc.stderr
     assert not (tmp_path / "b").exists()
     proc = cli("inspect", path, "--target", "rpi4", env=ENV)
     assert "det_node" in proc.stdout + proc.stderr
