@@ -71,7 +71,7 @@ def equalize_model(model: onnx.ModelProto, iterations: int = 2) -> tuple[onnx.Mo
                 continue
             # input channel ranges of conv2 per channel c of conv1's output
             if g2 == 1 and w2.shape[1] == c:
-                r2 = np.abs(w2).max(axis=(0, 2, 3)) if w2.ndim == 4 else np.abs(w2).max(axis=0)
+                r2 = np.abs(w2).max(axis=tuple(a for a in range(w2.ndim) if a != 1))  # 1-D/2-D/3-D convs
                 axis2 = 1
             elif g2 == c and w2.shape[0] == c and w2.shape[1] == 1:  # depthwise: channel c -> output c
                 r2 = np.abs(w2.reshape(c, -1)).max(axis=1)

@@ -108,6 +108,40 @@ def test_toolchain_image_pins_resolve_for_the_image_python(tmp_path, backend):
         assert res.returncode == 0, res.stderr[-2000:]
 
 
+def _index_reachable(url: str) -> bool:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=15) as r:  # noqa: S310 - a package index URL from a profile
+            return r.status < 400
+    except OSError:
+        return False
+
+
+def _all_profiles():
+    import deploykit_profiles
+
+    return Registry.from_plugins([deploykit_profiles]).targets
+
+
+@pytest.mark.network
+@pytest.mark.parametrize("target", sorted(_all_profiles()))
+def test_every_profile_requirements_resolve_for_this_architecture(tmp_path, target):
+    """What each device Dockerfile pip-installs resolves here for x86-64 and the device's Python:
+    a pin that does not exist at all is caught without the device."""
+    profile = _all_profiles()[target]
+    reqs = [r for r in profile.requirements if not r.startswith("-")]
+    index = profile.options.get("pip_extra_index_url")
+    extra = ["--extra-index-url", index] if index else []
+    platforms = [a for m in range(17, 37) for a in ("--platform", f"manylinux_2_{m}_x86_64")]
+    platforms += ["--platform", "manylinux2014_x86_64", "--platform", "manylinux1_x86_64", "--platform", "linux_x86_64"]
+    res = _pip("download", "--only-binary=:all:", *platforms, "--python-version", profile.python, *extra,
+               "--no-deps", "-d", str(tmp_path), *reqs)
+    if res.returncode != 0 and index and not _index_reachable(index):
+        pytest.skip(f"{target}: its package index {index} is not reachable from here")
+    assert res.returncode == 0, res.stderr[-2000:]
+
+
 def _daemon_up() -> bool:
     if shutil.which("docker") is None:
         return False

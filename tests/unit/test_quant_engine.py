@@ -255,3 +255,27 @@ def test_observer_tails_are_exact(kind):
     np.testing.assert_array_equal(obs._top, s[-obs._top.size:])
     np.testing.assert_array_equal(obs._bottom, s[:obs._bottom.size])
     assert obs._top.size == obs._bottom.size == 256
+
+
+@pytest.mark.parametrize("spatial", [1, 2, 3])
+def test_equalization_of_1d_2d_3d_conv_pairs(spatial):
+    rng = np.random.default_rng(spatial)
+    k = [3] * spatial
+    w1 = rng.normal(size=[8, 4, *k]).astype(np.float32) * rng.uniform(0.1, 5, size=[8] + [1] * (spatial + 1)).astype(np.float32)
+    w2 = rng.normal(size=[6, 8, *k]).astype(np.float32)
+    b1 = rng.normal(size=[8]).astype(np.float32)
+    pads = [1] * (2 * spatial)
+    g = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], pads=pads), helper.make_node("Relu", ["c1"], ["r"]),
+         helper.make_node("Conv", ["r", "w2"], ["y"], pads=pads)],
+        "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, *([5] * spatial)])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 6, *([5] * spatial)])],
+        [numpy_helper.from_array(w1, "w1"), numpy_helper.from_array(w2, "w2"), numpy_helper.from_array(b1, "b1")])
+    proto = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    eq, pairs = equalize_model(proto)
+    assert pairs
+    x = rng.normal(size=[1, 4, *([5] * spatial)]).astype(np.float32)
+    np.testing.assert_allclose(_ort(eq, {"x": x})[0], _ort(proto, {"x": x})[0], rtol=1e-4, atol=1e-4)
+    new_w1 = numpy_helper.to_array(next(t for t in eq.graph.initializer if t.name == "w1"))
+    spread = lambda w: np.abs(w.reshape(8, -1)).max(1)  # noqa: E731
+    assert spread(new_w1).max() / spread(new_w1).min() < spread(w1).max() / spread(w1).min()
