@@ -124,14 +124,9 @@ def cumsum(ctx: Lowering, node: ir.Node):
 
 def reduce_log_sum_exp(ctx: Lowering, node: ir.Node):
     """log(sum(exp(x - max))) + max over the axes (no overflow)."""
-    from deploykit_tflite.ops_math import _axes, reduced_perm
+    from deploykit_tflite.ops_math import reduced_perm, reduction_input
 
-    xv = node.inputs[0]
-    rank = ctx.rank(xv)
-    axes = _axes(ctx, node, rank)
-    keep = bool(node.attributes.get_int("keepdims", 1))
-    perm = ctx.layout(xv) or ident(rank)
-    x = ctx.get(xv, perm)
+    x, perm, axes, keep = reduction_input(ctx, node)
     taxes = sorted(perm.index(a) for a in axes)
     red = [1 if i in taxes else d for i, d in enumerate(x.shape)]
     m = ctx.temp(red)

@@ -216,13 +216,18 @@ def reduced_perm(perm, axes, keep: bool) -> tuple[int, ...]:
     return tuple(a - sum(b < a for b in axes) for a in perm if a not in axes)
 
 
-def reduce(ctx: Lowering, node: ir.Node):
+def reduction_input(ctx: Lowering, node: ir.Node):
+    """(input tensor in its held layout, that layout, reduced ONNX axes, keepdims) of a Reduce* node."""
     xv = node.inputs[0]
     rank = ctx.rank(xv)
     axes = _axes(ctx, node, rank)
     keep = bool(node.attributes.get_int("keepdims", 1))
     perm = ctx.layout(xv) or ident(rank)
-    x = ctx.get(xv, perm)
+    return ctx.get(xv, perm), perm, axes, keep
+
+
+def reduce(ctx: Lowering, node: ir.Node):
+    x, perm, axes, keep = reduction_input(ctx, node)
     out = ctx.out(node.outputs[0], reduced_perm(perm, axes, keep))
     if not axes:
         ctx.reshape(x, out.shape, out=out)
