@@ -178,7 +178,7 @@ def build(request: BuildRequest, registry: Registry | None = None, reporter: Rep
 
         model = upgrade_opset(model, 13)  # per-channel QuantizeLinear/DequantizeLinear
         with reporter.stage("calibrate + quantize"):
-            quant = quantize_model(model, calibration, backend.quant_scheme, quant_config, log=_log_or_warn(reporter))
+            quant = quantize_model(model, calibration, backend.quant_scheme, quant_config, log=log_or_warn(reporter))
             model = quant.model
     if verify_set is None:
         verify_set = random_samples(inputs, VERIFY_SAMPLES, seed=0)
@@ -267,7 +267,7 @@ def _compress(model, spec, calibration: SampleSet | None, reporter: Reporter):
 
         picks = sorted({int(i) for i in np.linspace(0, n - 1, min(n, COMPRESS_SCAN_SAMPLES)).round()})
         feeds = list(calibration.feeds(picks))  # spread over the calibration set
-    result = compress(source, spec, samples=feeds, budget=0.99, log=_log_or_warn(reporter))
+    result = compress(source, spec, samples=feeds, budget=0.99, log=log_or_warn(reporter))
     d = result.details
     reporter.log(f"compression: params {d['params_before']:,} -> {d['params_after']:,}, MACs {d['macs_before']:,} -> "
                  f"{d['macs_after']:,}, cosine vs fp32 {d['cosine_vs_fp32']} (budget {result.budget})")
@@ -304,7 +304,9 @@ def _effect_report(work: Path, source, compression, target: str, precision: str,
         reporter.warn(f"effect report skipped: {e}")
 
 
-def _log_or_warn(reporter: Reporter):
+def log_or_warn(reporter: Reporter):
+    """A ``log(message)`` callback for engines: messages starting ``warning: `` become reporter warnings."""
+
     def log(message: str) -> None:
         if message.startswith("warning: "):
             reporter.warn(message[len("warning: "):])

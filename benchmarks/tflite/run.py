@@ -238,7 +238,11 @@ def onnx2tf_convert(key: str, m: dict, tmp: Path, venv: Path) -> dict:
     calib = work / "calib_nhwc.npy"
     c = m["calib01"]
     np.save(calib, np.ascontiguousarray(c.transpose(0, 2, 3, 1) if c.ndim == 4 else c).astype(np.float32))
-    cmd = [str(venv / "bin" / "onnx2tf"), "-i", str(m["path"]), "-o", str(work / "out"),
+    # onnx2tf rewrites its input file in place (shape-pinned, simplified): give it a copy, never the
+    # installed package's model (that silently changed the model every later run and test saw)
+    model_copy = work / Path(m["path"]).name
+    shutil.copyfile(m["path"], model_copy)
+    cmd = [str(venv / "bin" / "onnx2tf"), "-i", str(model_copy), "-o", str(work / "out"),
            "-ois", f"{m['input']}:{','.join(map(str, m['shape']))}", "-oiqt",
            "-cind", m["input"], str(calib), *m["norm"]]
     env = {**os.environ, "PATH": f"{venv / 'bin'}:{os.environ.get('PATH', '')}", "CUDA_VISIBLE_DEVICES": "-1",

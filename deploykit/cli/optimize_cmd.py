@@ -41,6 +41,11 @@ def optimize_command(
     budget: float = typer.Option(0.99, "--budget", help="Accuracy to keep: cosine of the outputs vs fp32 (0.5..1)."),
     input_shape: list[str] = typer.Option([], "--input-shape", help="Pin dynamic dims: NAME:D0,D1,... (repeat per input)."),
     force: bool = typer.Option(False, "--force", "-f", help="Replace the output file if it exists."),
+    finetune: Optional[int] = typer.Option(
+        None, "--finetune", min=1,
+        help="After compressing, distill from the original model for STEPS optimizer steps on the calibration "
+        "samples (unlabeled; needs --calibration and the [train] extra: PyTorch)."),
+    finetune_lr: float = typer.Option(1e-3, "--finetune-lr", help="Learning rate (Adam) of --finetune."),
     json_out: bool = JsonOption,
     debug: bool = DebugOption,
 ) -> None:
@@ -58,6 +63,8 @@ def optimize_command(
         raise DeployError(f"output {str(out)!r} already exists; pass --force to replace it or choose another -o")
     if not out.parent.is_dir():
         raise DeployError(f"the folder of output {str(out)!r} does not exist")
+    if finetune is not None:
+        _check_finetune(calibration)
     shapes = parse_input_shapes(input_shape)
     reporter = RichReporter(quiet=json_out)
     with reporter.stage("import"):
@@ -74,6 +81,12 @@ def optimize_command(
         proto = to_proto(canonicalize(m))
     with reporter.stage("compress"):
         result = compress(proto, spec, samples=feeds, budget=budget, log=_log(reporter))
+    if finetune is not None:
+        from deploykit.train import distill
+
+        with reporter.stage("fine-tune (distillation)"):
+            result.model, result.details["finetune"] = distill(result.model, proto, feeds, finetune, finetune_lr,
+                                                               log=_log(reporter))
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent)
     os.close(fd)
     try:
@@ -91,18 +104,34 @@ def optimize_command(
         print_json(report)
         return
     _print_table(result)
+    ft = result.details.get("finetune")
+    if ft:
+        cos = (f", held-out cosine vs original {ft['heldout_cosine_before']:.4f} -> {ft['heldout_cosine_after']:.4f}"
+               if ft.get("heldout_cosine_after") is not None else "")
+        out_console.print(f"fine-tune: {ft['steps']} steps in {ft['time_s']} s, loss {ft['loss_before']:.4g} -> "
+                          f"{ft['loss_after']:.4g}{cos}"
+                          + ("" if ft["applied"] else " (not kept: no improvement on the held-out samples)"))
     err_console.print("compressed model: ", end="")
     err_console.print(str(out), markup=False, highlight=False)
 
 
-def _log(reporter: RichReporter):
-    def log(message: str) -> None:
-        if message.startswith("warning: "):
-            reporter.warn(message[len("warning: "):])
-        else:
-            reporter.log(message)
+def _check_finetune(calibration: Optional[str]) -> None:
+    from deploykit.errors import DeployError
 
-    return log
+    if not calibration:
+        raise DeployError("--finetune needs --calibration: unlabeled samples shaped like the model input (.npy/.npz)")
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        from deploykit.train import TORCH_HINT
+
+        raise DeployError(f"--finetune needs PyTorch: {TORCH_HINT}") from None
+
+
+def _log(reporter: RichReporter):
+    from deploykit.pipeline import log_or_warn
+
+    return log_or_warn(reporter)
 
 
 def _print_table(result) -> None:
