@@ -471,7 +471,7 @@ def main(argv=None) -> int:
     ap.add_argument("--models", default="ppocr_cls_mobile_v2,ppocr_rec_v4,small_cnn")
     ap.add_argument("--precisions", default="fp32,fp16,int8")
     ap.add_argument("--eval-cls", type=int, default=400)
-    ap.add_argument("--eval-rec", type=int, default=100)
+    ap.add_argument("--eval-rec", type=int, default=300)
     ap.add_argument("--report-only", action="store_true", help="rewrite tflite.md from tflite.json")
     args = ap.parse_args(argv)
     if args.report_only:
