@@ -7,15 +7,7 @@ from typing import Optional
 
 import typer
 
-from deploykit.cli.common import DebugOption, JsonOption, cli_errors, out_console, print_json
-
-
-def _human(n: float) -> str:
-    for unit in ("", "K", "M", "G", "T"):
-        if abs(n) < 1000:
-            return f"{n:.3g}{unit}"
-        n /= 1000
-    return f"{n:.3g}P"
+from deploykit.cli.common import DebugOption, JsonOption, cli_errors, human_count, out_console, print_json
 
 
 @cli_errors
@@ -76,8 +68,8 @@ def _print(info: dict, dynamic: bool) -> None:
             io.add_row(kind[:-1], s["name"], str(s["shape"]), s["dtype"])
     out_console.print(io)
     st = info["stats"]
-    out_console.print(f"params {_human(st['params'])} ({_human(st['param_bytes'])}B)  MACs {_human(st['macs'])}  "
-                      f"FLOPs {_human(st['flops'])}" + ("  [yellow](dynamic dims: pass --input-shape for exact figures)[/]" if dynamic else ""))
+    out_console.print(f"params {human_count(st['params'])} ({human_count(st['param_bytes'])}B)  MACs {human_count(st['macs'])}  "
+                      f"FLOPs {human_count(st['flops'])}" + ("  [yellow](dynamic dims: pass --input-shape for exact figures)[/]" if dynamic else ""))
     ops = Table(title="ops", title_justify="left")
     ops.add_column("op")
     ops.add_column("count", justify="right")

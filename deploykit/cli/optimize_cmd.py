@@ -14,15 +14,8 @@ from typing import Optional
 
 import typer
 
-from deploykit.cli.common import DebugOption, JsonOption, RichReporter, cli_errors, err_console, out_console, print_json
-
-
-def _human(n: float) -> str:
-    for unit in ("", "K", "M", "G"):
-        if abs(n) < 1000:
-            return f"{n:.3g}{unit}"
-        n /= 1000
-    return f"{n:.3g}T"
+from deploykit.cli.common import DebugOption, JsonOption, RichReporter, cli_errors, err_console, human_count, out_console, print_json
+from deploykit.pipeline import log_or_warn
 
 
 @cli_errors
@@ -80,13 +73,13 @@ def optimize_command(
     with reporter.stage("canonicalize"):
         proto = to_proto(canonicalize(m))
     with reporter.stage("compress"):
-        result = compress(proto, spec, samples=feeds, budget=budget, log=_log(reporter))
+        result = compress(proto, spec, samples=feeds, budget=budget, log=log_or_warn(reporter))
     if finetune is not None:
         from deploykit.train import distill
 
         with reporter.stage("fine-tune (distillation)"):
             result.model, result.details["finetune"] = distill(result.model, proto, feeds, finetune, finetune_lr,
-                                                               log=_log(reporter))
+                                                               log=log_or_warn(reporter))
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent)
     os.close(fd)
     try:
@@ -128,12 +121,6 @@ def _check_finetune(calibration: Optional[str]) -> None:
         raise DeployError(f"--finetune needs PyTorch: {TORCH_HINT}") from None
 
 
-def _log(reporter: RichReporter):
-    from deploykit.pipeline import log_or_warn
-
-    return log_or_warn(reporter)
-
-
 def _print_table(result) -> None:
     from rich.table import Table
 
@@ -142,10 +129,10 @@ def _print_table(result) -> None:
                   title_justify="left")
     for col in ("step", "setting", "params", "MACs", "cosine vs fp32", "changed", "skipped"):
         table.add_column(col, justify="left" if col in ("step", "setting", "changed") else "right")
-    table.add_row("fp32", "", _human(d["params_before"]), _human(d["macs_before"]), "1", "", "")
+    table.add_row("fp32", "", human_count(d["params_before"]), human_count(d["macs_before"]), "1", "", "")
     for step in result.steps:
         s = step.details
-        table.add_row(step.name, str(s.get("setting")), _human(s["params_after"]), _human(s["macs_after"]),
+        table.add_row(step.name, str(s.get("setting")), human_count(s["params_after"]), human_count(s["macs_after"]),
                       f"{s['cosine_vs_fp32']:.5f}", _changed(step.name, s), str(len(s.get("skipped", []))))
     out_console.print(table)
     met = "met" if d["budget_met"] else "MISSED"
@@ -167,7 +154,7 @@ def _changed(name: str, s: dict) -> str:
         return f"{len(s.get('ranks', {}))} layer(s) factorized"
     if name == "cluster":
         layers = s.get("layers", {})
-        return f"{len(layers)} layer(s), Huffman {_human(s.get('huffman_bytes', 0))}B of {_human(s.get('dense_bytes', 0))}B"
+        return f"{len(layers)} layer(s), Huffman {human_count(s.get('huffman_bytes', 0))}B of {human_count(s.get('dense_bytes', 0))}B"
     if name == "sparsity":
         return f"{s.get('sparsity', 0):.1%} zeros (needs a sparse backend)"
     return ""
