@@ -73,6 +73,7 @@ def collect_statistics(
     progress: Callable[[int, int], None] | None = None,
     threads: int | None = None,
     wanted: Iterable[str] | None = None,
+    extra_refs: Iterable[str] = (),
 ) -> tuple[dict[str, TensorObserver], list[dict[str, np.ndarray]], list[dict[str, np.ndarray]]]:
     """Observe every float activation (or only those in ``wanted``) over all samples.
 
@@ -80,7 +81,8 @@ def collect_statistics(
     observing just these makes the calibration run faster and lighter.
 
     Returns ``(observers, eval_feeds, eval_reference_outputs)``; the eval part is the first
-    ``eval_count`` samples with the fp32 model's outputs, used to score quantized candidates.
+    ``eval_count`` samples with the fp32 model's outputs (plus the ``extra_refs`` tensors, e.g.
+    the logits under a Softmax output), used to score quantized candidates.
     """
     import onnxruntime as ort
 
@@ -92,7 +94,8 @@ def collect_statistics(
     augmented = onnx.ModelProto()
     augmented.CopyFrom(model)
     existing = {o.name for o in augmented.graph.output}
-    for name in acts:
+    ref_names = list(dict.fromkeys([*index.graph_outputs, *extra_refs]))
+    for name in dict.fromkeys([*acts, *ref_names]):
         if name not in existing:
             augmented.graph.output.add().name = name
     so = ort.SessionOptions()
@@ -144,7 +147,7 @@ def collect_statistics(
             buffered = 0
         if k < eval_count:
             eval_feeds.append(feed)
-            eval_refs.append({o: np.asarray(by_name[o]) for o in index.graph_outputs})
+            eval_refs.append({o: np.asarray(by_name[o]) for o in ref_names})
         if progress:
             progress(k + 1, total)
         del values, by_name  # release this sample's tensors before the next run allocates its own

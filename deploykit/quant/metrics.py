@@ -82,6 +82,13 @@ def top1_agreement(ref: np.ndarray, out: np.ndarray) -> float | None:
     return float(np.mean(a == b))
 
 
+def is_distribution(x: np.ndarray, tol: float = 1e-3) -> bool:
+    """Whether ``x`` holds probability vectors over its last axis (a Softmax output)."""
+    if not np.issubdtype(x.dtype, np.floating) or x.size == 0 or x.shape[-1] < 2:
+        return False
+    return bool(x.min() >= -tol and x.max() <= 1 + tol and np.all(np.abs(x.sum(axis=-1, dtype=np.float64) - 1) < tol))
+
+
 def compare_outputs(
     refs: Sequence[Mapping[str, np.ndarray]], outs: Sequence[Mapping[str, np.ndarray]]
 ) -> dict[str, dict[str, float]]:
@@ -100,6 +107,8 @@ def compare_outputs(
             t1 = top1_agreement(shaped_ref.reshape(len(refs), -1), shaped_out.reshape(len(outs), -1))
             if t1 is not None:
                 m["top1_agreement"] = t1
+        elif per_sample.ndim >= 2 and shaped_ref.shape == shaped_out.shape and is_distribution(shaped_ref):
+            m["top1_agreement"] = top1_agreement(shaped_ref, shaped_out)  # per position (e.g. per time step)
         metrics[name] = m
     return metrics
 

@@ -27,6 +27,7 @@ class _Builder:
         self.taken = {t.name for t in model.graph.initializer}
         for n in model.graph.node:
             self.taken.update(n.output)
+            self.taken.add(n.name)
         self.taken.update(i.name for i in model.graph.input)
 
     def fresh(self, base: str) -> str:
@@ -82,26 +83,34 @@ def build_qdq_model(model: onnx.ModelProto, plan: QuantPlan, index: GraphIndex |
     for o, fp in renamed.items():
         b.qdq(fp, plan.activations[o], o)
         dq_of[fp] = o
+
+    def dequantized(name: str, p: QuantParams) -> str:
+        src = renamed.get(name, name)
+        if src not in dq_of:
+            dq_of[src] = b.fresh(name + "_dequantized")
+            b.qdq(src, p, dq_of[src])
+        return dq_of[src]
+
+    # Full-integer runtimes (TFLite, Edge TPU) store every output of an int8 op as int8, so float
+    # consumers (fallback layers, float-only ops) read it dequantized; QDQ runtimes (ONNX Runtime)
+    # hand them the float result of the fused op.
+    full_integer = plan.scheme is not None and plan.scheme.quantize_ops is None
+    int8_outputs = {o for k, n in enumerate(g.node) if full_integer and plan.quantized(n, _node_key(n, k))
+                    for o in n.output if o in plan.activations}
     for k, node in enumerate(list(g.node)):
         if not plan.quantized(node, _node_key(node, k)):
-            # float nodes read float values: undo renames of graph outputs they consume
             for i, name in enumerate(node.input):
-                if name in renamed:
+                if name in int8_outputs:
+                    node.input[i] = dequantized(name, plan.activations[name])
+                elif name in renamed:  # float nodes read float values: undo renames of graph outputs
                     node.input[i] = renamed[name]
             continue
         for i, name, role in quantizable_inputs(index, node):
-            src = renamed.get(name, name)
             if role == "data":
                 p = plan.activations.get(name)
                 if p is None:
                     continue
-                if src not in dq_of:
-                    if name in renamed:  # already quantized (graph output)
-                        dq_of[src] = name
-                    else:
-                        dq_of[src] = b.fresh(name + "_dequantized")
-                        b.qdq(src, p, dq_of[src])
-                node.input[i] = dq_of[src]
+                node.input[i] = dequantized(name, p)
             elif role in ("weight", "bias", "const"):
                 p = {"weight": plan.weights, "bias": plan.biases, "const": plan.constants}[role].get(name)
                 if p is None:
@@ -119,6 +128,27 @@ def build_qdq_model(model: onnx.ModelProto, plan: QuantPlan, index: GraphIndex |
     del g.node[:]
     g.node.extend(toposort(nodes, {i.name for i in g.input} | {t.name for t in g.initializer}))
     _ensure_opset(out, 13)
+    return out
+
+
+def with_score_outputs(model: onnx.ModelProto, plan: QuantPlan, tensors: dict[str, str],
+                       quantize: set[str]) -> onnx.ModelProto:
+    """``model`` plus graph outputs for scoring: ``tensors`` maps a tensor to the output name to give it.
+
+    Tensors in ``quantize`` are fake-quantized with their plan parameters first, as a full-integer
+    runtime hands them to a float consumer (e.g. int8 logits dequantized into a float Softmax)."""
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    b = _Builder(out)
+    for name, as_name in tensors.items():
+        p = plan.activations.get(name)
+        if name in quantize and p is not None:
+            b.qdq(name, p, as_name)
+        else:
+            b.new_nodes.append(helper.make_node("Identity", [name], [as_name], name=b.fresh(as_name + "_Identity")))
+        out.graph.output.add().name = as_name
+    out.graph.initializer.extend(b.new_inits)
+    out.graph.node.extend(b.new_nodes)
     return out
 
 

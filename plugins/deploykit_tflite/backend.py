@@ -102,6 +102,19 @@ class TFLiteBackend(Backend):
             result.append(s)
         return result
 
+    @staticmethod
+    def _delegation(ctx: BuildContext) -> dict[str, Any] | None:
+        """How XNNPACK partitions the written model (LiteRT on this host); a note when it splits."""
+        from deploykit_tflite.delegation import xnnpack_delegation
+
+        try:
+            d = xnnpack_delegation(ctx.workdir / MODEL_FILE)
+        except Exception as e:  # noqa: BLE001 - the verify step reports load failures in full
+            ctx.note(f"XNNPACK delegation not checked: {type(e).__name__}: {e}"[:300])
+            return None
+        ctx.note(("" if not d.undelegated else "warning: ") + d.summary())
+        return d.as_dict()
+
     def lower(self, ctx: BuildContext) -> Artifact:
         from deploykit_tflite.emitter import SIGNATURE_KEY, write_model
         from deploykit_tflite.fuse import optimize
@@ -138,6 +151,7 @@ class TFLiteBackend(Backend):
         report["operators"] = graph.op_counts()
         report["transposes"] = report["operators"].get("TRANSPOSE", 0)
         report["model_bytes"] = model_bytes
+        report["xnnpack"] = self._delegation(ctx)
 
         inputs, outputs = tflite_io_specs(ctx, graph, lowering, io_quant)
         return Artifact(

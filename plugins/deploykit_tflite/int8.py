@@ -32,6 +32,12 @@ PASSTHROUGH = {"RESHAPE": 0, "TRANSPOSE": 0, "MAX_POOL_2D": 0, "PAD": 0, "PADV2"
                "MAXIMUM": 0, "MINIMUM": 0}
 FIXED = {"LOGISTIC": (1.0 / 256, -128), "TANH": (1.0 / 128, 0)}
 NEVER_REQUANT_NEEDED = frozenset(PASSTHROUGH) | frozenset(FIXED)
+# XNNPACK's int8 scale-ratio limits (facts §2): outside them the node leaves the delegate and
+# splits the graph. ADD/SUB: input_scale / output_scale; MUL: in1 * in2 / output_scale;
+# CONV/FC requantization: input_scale * weight_scale / output_scale.
+ADD_RATIO_MIN = 2.0 ** -10
+MUL_RATIO_MIN = 2.0 ** -16
+REQUANT_RATIO_MIN = 2.0 ** -30
 
 
 def _act_params(p) -> QParams | None:
@@ -41,9 +47,9 @@ def _act_params(p) -> QParams | None:
     return QParams.per_tensor(float(np.ravel(p.scale)[0]), int(np.ravel(p.zero_point)[0]))
 
 
-def _range_params(lo: float, hi: float) -> QParams:
+def _range_params(lo: float, hi: float, min_scale: float = 0.0) -> QParams:
     lo, hi = min(float(lo), 0.0), max(float(hi), 0.0)
-    scale = (hi - lo) / 255.0 or 1.0
+    scale = max((hi - lo) / 255.0, min_scale) or 1.0
     zp = int(np.clip(np.round(-128 - lo / scale), -128, 127))
     return QParams.per_tensor(scale, zp)
 
@@ -112,11 +118,13 @@ class Int8Rewriter:
         if hi > lo:
             self.derived[id(out)] = _range_params(lo, hi)
 
-    def as_int8(self, t: Tensor, q: QParams | None = None) -> Tensor:
-        """``t`` as an int8 tensor with params ``q`` (default: its own), quantizing if needed."""
+    def as_int8(self, t: Tensor, q: QParams | None = None, min_scale: float = 0.0) -> Tensor:
+        """``t`` as an int8 tensor with params ``q`` (default: its own), quantizing if needed.
+
+        ``min_scale``: for a constant without ``q``, the smallest scale its params may take."""
         if t.is_const:
             if q is None:
-                q = _range_params(np.min(t.data, initial=0.0), np.max(t.data, initial=0.0))
+                q = _range_params(np.min(t.data, initial=0.0), np.max(t.data, initial=0.0), min_scale)
             c = self.g.const(_quantize(t.data, q), hint=t.name + "_q")
             c.quant = q
             return c
@@ -155,8 +163,13 @@ class Int8Rewriter:
         w = op.inputs[wi].data.astype(np.float32)
         axis = op.attrs.get("weight_axis", 0)
         red = tuple(i for i in range(w.ndim) if i != axis)
-        amax = np.abs(w).max(axis=red)
-        ws = np.where(amax > 0, amax / 127.0, 1.0).astype(np.float32)
+        amax = np.abs(w).max(axis=red).astype(np.float64)
+        ws = amax / 127.0
+        out_q = self.qp(op.outputs[0])
+        # tiny channels (e.g. pruned to ~1e-40) would get denormal scales, which XNNPACK rejects:
+        # floor the scale where the channel's output is far below the output's resolution anyway
+        floor = (REQUANT_RATIO_MIN * out_q.scale[0] / x.quant.scale[0]) if out_q is not None else 0.0
+        ws = np.where(amax > 0, np.maximum(ws, max(floor, np.finfo(np.float32).tiny * 2**24)), 1.0).astype(np.float32)
         wq = QParams(ws, np.zeros(ws.shape, np.int64), axis)
         wt = self.g.const(_quantize(w, wq), hint=op.inputs[wi].name + "_q")
         wt.quant = wq
@@ -165,6 +178,23 @@ class Int8Rewriter:
         bt = self.g.const(np.clip(np.round(bias / bs), -(2**31), 2**31 - 1).astype(np.int32), hint="bias_q")
         bt.quant = QParams(bs.astype(np.float32), np.zeros(bs.shape, np.int64), 0)
         op.inputs[xi], op.inputs[wi], op.inputs[bi] = x, wt, bt
+
+    def _const_min_scale(self, op: Op, t: Tensor) -> float:
+        """Smallest scale a constant operand of ADD/SUB/MUL may take so the op stays in XNNPACK.
+
+        A constant far below the output's resolution (a 1e-7 bias) would otherwise get its own
+        tiny scale; at the floor it rounds to what the output can represent anyway."""
+        if not t.is_const or op.code not in ("ADD", "SUB", "MUL") or len(op.outputs) != 1:
+            return 0.0
+        out_q = self.qp(op.outputs[0])
+        if out_q is None:
+            return 0.0
+        if op.code in ("ADD", "SUB"):
+            return ADD_RATIO_MIN * 1.01 * float(out_q.scale[0])
+        other = [self.qp(u) for u in op.inputs if u is not t and u is not None and not u.is_const]
+        if len(other) != 1 or other[0] is None:
+            return 0.0
+        return MUL_RATIO_MIN * 1.01 * float(out_q.scale[0]) / float(other[0].scale[0])
 
     def _int8_possible(self, op: Op) -> bool:
         if op.node in self.fallback:
@@ -210,8 +240,8 @@ class Int8Rewriter:
                 op.inputs = [self.as_int8(t, q) for t in op.inputs]
                 outs = [q]
             else:
-                op.inputs = [self.as_int8(t) if (t is not None and t.dtype in ("float32", "int8")) else t
-                             for t in op.inputs]
+                op.inputs = [self.as_int8(t, min_scale=self._const_min_scale(op, t))
+                             if (t is not None and t.dtype in ("float32", "int8")) else t for t in op.inputs]
                 outs = [self.qp(t) for t in op.outputs]
             for t, q in zip(op.outputs, outs):
                 t.dtype, t.quant = "int8", q

@@ -253,3 +253,31 @@ def test_running_comparison_over_chunks_equals_whole():
     assert set(whole) == set(chunked) and whole["nonfinite_mismatches"] == 1.0
     for k in whole:
         assert chunked[k] == pytest.approx(whole[k], rel=1e-9)
+
+
+def test_per_position_top1_for_probability_outputs():
+    """[positions, classes] probabilities (a recognizer's softmax per time step): agreement per position."""
+    from deploykit.quant.metrics import is_distribution
+
+    rng = np.random.default_rng(0)
+    logits = rng.standard_normal((1, 40, 30)).astype(np.float32)
+    ref = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+    out = ref.copy()
+    out[0, :4] = out[0, :4, ::-1]  # 4 of 40 steps pick another class
+    assert is_distribution(ref) and not is_distribution(logits)
+    m = compare_outputs([{"p": ref}], [{"p": out}])["p"]
+    assert m["top1_agreement"] == pytest.approx(36 / 40)
+    assert "top1_agreement" not in compare_outputs([{"l": logits}], [{"l": logits}])["l"]
+
+
+@pytest.mark.parametrize("metrics, passed", [
+    ({"cosine": 0.97}, True),
+    ({"cosine": 0.86, "top1_agreement": 0.96}, True),   # probabilities: the arg-max agrees
+    ({"cosine": 0.86, "top1_agreement": 0.5}, False),
+    ({"cosine": 0.86}, False),                           # no class axis: cosine decides
+])
+def test_int8_verification_accepts_argmax_agreement_for_probability_outputs(metrics, passed):
+    from deploykit.verification import judge
+
+    ok, problems = judge({"out": metrics}, "int8")
+    assert ok is passed and (not problems) is passed

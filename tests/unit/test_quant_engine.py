@@ -279,3 +279,48 @@ def test_equalization_of_1d_2d_3d_conv_pairs(spatial):
     new_w1 = numpy_helper.to_array(next(t for t in eq.graph.initializer if t.name == "w1"))
     spread = lambda w: np.abs(w.reshape(8, -1)).max(1)  # noqa: E731
     assert spread(new_w1).max() / spread(new_w1).min() < spread(w1).max() / spread(w1).min()
+
+
+def _matmul_softmax(path, extra_float_op: bool = False):
+    """x -> MatMul -> (Sigmoid) -> Softmax: a classifier whose graph output is a probability vector."""
+    rng = np.random.default_rng(3)
+    w = numpy_helper.from_array(rng.standard_normal((16, 10)).astype(np.float32), "w")
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["logits"], name="mm")]
+    last = "logits"
+    if extra_float_op:
+        nodes.append(helper.make_node("Sigmoid", ["logits"], ["gate"], name="sig"))
+        nodes.append(helper.make_node("Mul", ["logits", "gate"], ["swished"], name="mul"))
+        last = "swished"
+    nodes.append(helper.make_node("Softmax", [last], ["probs"], name="sm", axis=-1))
+    g = helper.make_graph(nodes, "cls", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 16])],
+                          [helper.make_tensor_value_info("probs", TensorProto.FLOAT, [1, 10])], [w])
+    m = onnx.shape_inference.infer_shapes(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]))
+    onnx.save(m, str(path))
+    return path
+
+
+def test_probability_outputs_are_scored_on_their_logits(tmp_path):
+    model = _prepared(_matmul_softmax(tmp_path / "m.onnx"))
+    samples = random_samples(graph_inputs(model), 16, seed=1)
+    res = quantize_model(model, samples, QuantScheme(float_ops=frozenset({"Softmax"})))
+    scored = res.report["scored_on_logits"]
+    assert list(scored) == ["probs"] and scored["probs"]["tensor"] == "logits"
+    assert set(res.metrics) == {"probs"}  # reported metrics stay on the real output
+    # the logits score is not the probability score: softmax squashes the error
+    assert scored["probs"]["sqnr_db"] != pytest.approx(res.metrics["probs"]["sqnr_db"])
+
+
+@pytest.mark.parametrize("full_integer", [True, False])
+def test_float_consumers_of_int8_ops_read_dequantized_values_on_full_integer_targets(tmp_path, full_integer):
+    """TFLite stores every int8 op's output as int8; ONNX Runtime hands float consumers the float result."""
+    model = _prepared(_matmul_softmax(tmp_path / "m.onnx", extra_float_op=True))
+    proto = ir.to_proto(model)
+    index = GraphIndex(proto)
+    observers, _, _ = collect_statistics(proto, random_samples(graph_inputs(model), 8, seed=0))
+    scheme = QuantScheme(float_ops=frozenset({"Sigmoid", "Softmax"}),
+                         quantize_ops=None if full_integer else frozenset({"MatMul", "Mul"}))
+    plan = build_plan(index, observers, scheme, "minmax")
+    qdq = build_qdq_model(proto, plan, index)
+    sig = next(n for n in qdq.graph.node if n.op_type == "Sigmoid")
+    producer = {o: n for n in qdq.graph.node for o in n.output}[sig.input[0]]
+    assert producer.op_type == ("DequantizeLinear" if full_integer else "MatMul")

@@ -1,0 +1,47 @@
+"""int8 graphs stay in one XNNPACK partition; the build reports how XNNPACK splits a model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from onnx import TensorProto, helper
+
+from tflite_testlib import build, model, report
+
+pytestmark = pytest.mark.plugin
+
+
+def _tiny_values_model(path):
+    """Conv with one channel of denormal weights, then ADD / MUL by tiny scalars (the learnable
+    affine after PP-LCNet's activations: biases of ~1e-7 next to outputs of ~1)."""
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    w[3] = 1e-40  # a pruned channel: denormal float32
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+        helper.make_node("Add", ["c", "tiny"], ["a"]),
+        helper.make_node("Mul", ["a", "half"], ["m"]),
+        helper.make_node("Relu", ["m"], ["y"]),
+    ]
+    return model(path, nodes, {"x": [1, 3, 8, 8]}, {"y": [1, 4, 8, 8]},
+                 {"w": w, "tiny": np.float32(1.3e-7), "half": np.float32(0.5)})
+
+
+def test_tiny_constants_and_denormal_channels_stay_in_xnnpack(tmp_path):
+    calib = tmp_path / "calib.npy"
+    np.save(calib, np.random.default_rng(1).standard_normal((16, 3, 8, 8)).astype(np.float32))
+    res = build(_tiny_values_model(tmp_path / "m.onnx"), tmp_path / "out", precision="int8", calibration=str(calib))
+    assert res.manifest["verification"]["status"] == "passed", res.manifest["verification"]
+    x = report(tmp_path / "out")["backend_report"]["xnnpack"]
+    assert x["partitions"] == 1 and x["undelegated"] == {}, x
+
+
+def test_delegation_names_ops_left_on_builtin_kernels(tmp_path):
+    """fp32 GATHER with runtime indices has no XNNPACK kernel: the build says so."""
+    src = model(tmp_path / "g.onnx", [helper.make_node("Gather", ["x", "i"], ["g"], axis=1),
+                                      helper.make_node("Relu", ["g"], ["y"])],
+                {"x": [2, 6], "i": ([3], TensorProto.INT64)}, {"y": [2, 3]})
+    res = build(src, tmp_path / "out", precision="fp32")
+    x = report(tmp_path / "out")["backend_report"]["xnnpack"]
+    assert x["undelegated"].get("GATHER") == 1 and any(e.startswith("GATHER") for e in x["examples"])
+    assert any("XNNPACK leaves 1 op(s)" in n for n in res.manifest.get("notes", []) + report(tmp_path / "out").get("notes", []))
