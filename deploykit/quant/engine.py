@@ -152,7 +152,10 @@ def score_tensors(index: GraphIndex) -> dict[str, str]:
 
 class _Judge:
     """Scores a quantized candidate on the eval samples: the budget's metric per graph output,
-    taken on the logits for probability outputs (see :data:`PROBABILITY_OPS`).
+    taken on the logits for probability outputs (see :data:`PROBABILITY_OPS`). Candidates are
+    ranked by that score; the budget itself holds on the outputs users get (:meth:`met`): on
+    logits, cosine 0.99 would push classifiers that meet it on their probabilities into float
+    fallback.
 
     A full-integer runtime hands int8 logits to a float Softmax, so there the logits are scored
     after fake quantization with their own parameters."""
@@ -165,6 +168,10 @@ class _Judge:
         self.refs = [{**{o: r[o] for o in index.graph_outputs},
                       **{self.names[o]: r[logits] for o, logits in scored.items()}} for r in refs]
         self.outputs: dict[int, dict[str, dict[str, float]]] = {}
+
+    def met(self, budget: AccuracyBudget, qdq: onnx.ModelProto) -> bool:
+        """Whether a candidate scored before meets ``budget`` on the graph outputs."""
+        return budget.met(self.outputs[id(qdq)])
 
     def __call__(self, plan: QuantPlan, qdq: onnx.ModelProto) -> dict[str, dict[str, float]]:
         """Score metrics per graph output; the plain output metrics are kept in ``outputs``."""
@@ -267,15 +274,15 @@ def quantize_model(
     log(f"range method {method}: {config.budget.metric} {score:.4g} "
         f"(tried {', '.join('%s %.3g' % (t['method'], t['score']) for t in trials)})")
     sensitivity: dict[str, float] = {}
-    if not config.budget.met(metrics) and scheme.mixed_precision:
+    if not judge.met(config.budget, qdq) and scheme.mixed_precision:
         plan, qdq, metrics, sensitivity = _fallback_search(index, observers, scheme, method, config, proto, judge,
                                                            log, progress, base_fallback, plan, qdq, metrics)
-    budget_met = config.budget.met(metrics)
+    output_metrics = judge.outputs[id(qdq)]
+    budget_met = config.budget.met(output_metrics)
     if not budget_met:
         log(f"warning: accuracy budget {config.budget} missed: best {config.budget.metric} "
-            f"{config.budget.score(metrics):.4g}" + ("" if scheme.mixed_precision else " (this target allows no float fallback)"))
+            f"{config.budget.score(output_metrics):.4g}" + ("" if scheme.mixed_precision else " (this target allows no float fallback)"))
     result_model = ir.from_proto(proto) if equalized else model
-    output_metrics = judge.outputs[id(qdq)]
     report = _report(index, observers, plan, sensitivity, config, method, trials, output_metrics, budget_met,
                      equalized, len(calibration))
     if scored:
@@ -358,7 +365,7 @@ def _fallback_search(index, observers, scheme, method, config, proto, judge, log
         progress("fallback search", done, steps + 1)
     if better(top, best):
         best = top
-    if not config.budget.met(top[2]):
+    if not judge.met(config.budget, top[1]):
         log(f"keeping {limit} layers in float still misses the budget; keeping the best configuration found")
         return (*best, sensitivity)
     while lo < hi:  # smallest k meeting the budget
@@ -367,7 +374,7 @@ def _fallback_search(index, observers, scheme, method, config, proto, judge, log
         done += 1
         if progress:
             progress("fallback search", done, steps + 1)
-        if config.budget.met(cand[2]):
+        if judge.met(config.budget, cand[1]):
             best, hi = cand, mid
         else:
             lo = mid + 1
