@@ -324,3 +324,13 @@ def test_float_consumers_of_int8_ops_read_dequantized_values_on_full_integer_tar
     sig = next(n for n in qdq.graph.node if n.op_type == "Sigmoid")
     producer = {o: n for n in qdq.graph.node for o in n.output}[sig.input[0]]
     assert producer.op_type == ("DequantizeLinear" if full_integer else "MatMul")
+
+
+def test_unreachable_budget_keeps_the_model_fully_int8(tmp_path):
+    """Float layers that still miss the budget would cost speed for nothing the budget asks."""
+    model = _prepared(_matmul_softmax(tmp_path / "m.onnx", extra_float_op=True))
+    logs = []
+    res = quantize_model(model, random_samples(graph_inputs(model), 16, seed=1), QuantScheme(),
+                         QuantConfig(budget=AccuracyBudget("sqnr", 200.0)), log=logs.append)
+    assert not res.budget_met and res.fallback == set()
+    assert any("staying fully int8" in line for line in logs)
