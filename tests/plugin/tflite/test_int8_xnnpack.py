@@ -45,3 +45,31 @@ def test_delegation_names_ops_left_on_builtin_kernels(tmp_path):
     x = report(tmp_path / "out")["backend_report"]["xnnpack"]
     assert x["undelegated"].get("GATHER") == 1 and any(e.startswith("GATHER") for e in x["examples"])
     assert any("XNNPACK leaves 1 op(s)" in n for n in res.manifest.get("notes", []) + report(tmp_path / "out").get("notes", []))
+
+
+def _spelled_out_hardswish(path):
+    """Conv -> x * clip(x + 3, 0, 6) / 6 at opset 13 (no ONNX HardSwish yet), as PP-LCNet exports."""
+    w = np.random.default_rng(2).standard_normal((8, 3, 3, 3)).astype(np.float32)
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+        helper.make_node("Add", ["c", "three"], ["a"]),
+        helper.make_node("Clip", ["a", "zero", "six"], ["r"]),
+        helper.make_node("Mul", ["c", "r"], ["m"]),
+        helper.make_node("Div", ["m", "six"], ["y"]),
+    ]
+    return model(path, nodes, {"x": [1, 3, 8, 8]}, {"y": [1, 8, 8, 8]},
+                 {"w": w, "three": np.float32(3), "zero": np.float32(0), "six": np.float32(6)}, opset=13)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_spelled_out_hardswish_becomes_one_op(tmp_path, precision):
+    from tflite_testlib import tflite_ops
+
+    calib = tmp_path / "calib.npy"
+    np.save(calib, np.random.default_rng(1).standard_normal((16, 3, 8, 8)).astype(np.float32))
+    kw = {"calibration": str(calib)} if precision == "int8" else {}
+    res = build(_spelled_out_hardswish(tmp_path / "m.onnx"), tmp_path / "out", precision=precision, **kw)
+    assert res.manifest["verification"]["status"] == "passed", res.manifest["verification"]
+    ops = tflite_ops(tmp_path / "out")
+    assert ops.count("HARD_SWISH") == 1 and "MUL" not in ops and "ADD" not in ops, ops
+    assert report(tmp_path / "out")["backend_report"]["xnnpack"]["partitions"] == 1
