@@ -34,7 +34,7 @@ XNNPACK_SCHEME = QuantScheme(
     shared_scale_ops=SCALE_PRESERVING_OPS | {"Concat", "AveragePool", "Max", "Min"},
     # no int8 kernel XNNPACK delegates (facts §2): kept float between DEQUANTIZE / QUANTIZE
     float_ops=frozenset({"Softmax", "LogSoftmax", "Div", "Pow", "Sqrt", "Exp", "Log", "Erf", "Gelu",
-                         "LayerNormalization", "InstanceNormalization", "LRN", "Reciprocal"}),
+                         "LayerNormalization", "InstanceNormalization", "LRN", "Reciprocal", "HardSwish"}),
     mixed_precision=True,
     fallback_dtype="float32",
     bias_int32=True,

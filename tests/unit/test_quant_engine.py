@@ -334,3 +334,41 @@ def test_unreachable_budget_keeps_the_model_fully_int8(tmp_path):
                          QuantConfig(budget=AccuracyBudget("sqnr", 200.0)), log=logs.append)
     assert not res.budget_met and res.fallback == set()
     assert any("staying fully int8" in line for line in logs)
+
+
+def _hswish_chain(path, form: str = "div", six: float = 6.0, clip_hi: float = 6.0):
+    """Conv -> x * Clip(x + 3, 0, hi) / 6 (or * 1/6) at opset 13, as opset < 14 exports write h-swish."""
+    w = numpy_helper.from_array(np.random.default_rng(2).standard_normal((4, 3, 3, 3)).astype(np.float32), "w")
+    c = {k: numpy_helper.from_array(np.float32(v), k) for k, v in
+         {"three": 3.0, "zero": 0.0, "hi": clip_hi, "k": six if form == "div" else 1.0 / six}.items()}
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+        helper.make_node("Add", ["c", "three"], ["a"], name="add"),
+        helper.make_node("Clip", ["a", "zero", "hi"], ["r"], name="clip"),
+        helper.make_node("Mul", ["r", "c"], ["m"], name="mul"),
+        helper.make_node("Div" if form == "div" else "Mul", ["m", "k"], ["y"], name="last"),
+    ]
+    g = helper.make_graph(nodes, "hs", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])], [w, *c.values()])
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]), str(path))
+    return path
+
+
+@pytest.mark.parametrize("form, six, clip_hi, found", [
+    ("div", 6.0, 6.0, True), ("mul", 6.0, 6.0, True), ("div", 5.0, 6.0, False), ("div", 6.0, 4.0, False)])
+def test_spelled_out_hardswish_chains(tmp_path, form, six, clip_hi, found):
+    from deploykit.quant.patterns import spelled_out_hardswish
+
+    proto = onnx.load(str(_hswish_chain(tmp_path / "m.onnx", form, six, clip_hi)))
+    chains = spelled_out_hardswish(GraphIndex(proto))
+    assert [[n.name for n in c] for c in chains] == ([["add", "clip", "mul", "last"]] if found else [])
+
+
+def test_hardswish_float_scheme_keeps_spelled_out_chains_float(tmp_path):
+    """A target running HardSwish in float (TFLite) fuses the chain: the simulation keeps it float too."""
+    model = _prepared(_hswish_chain(tmp_path / "m.onnx"))
+    samples = random_samples(graph_inputs(model), 16, seed=1)
+    names = {n.name for n in model.graph if n.op_type in ("Add", "Clip", "Mul", "Div")}
+    res = quantize_model(model, samples, QuantScheme(float_ops=frozenset({"HardSwish"})))
+    assert names and names <= res.fallback
+    assert not names & quantize_model(model, samples, QuantScheme()).fallback
