@@ -129,7 +129,7 @@ class TFLiteBackend(Backend):
             graph = lowering.run(CONVERTERS)
         except UnsupportedNode as e:
             raise DeployError(str(e)) from e
-        optimize(graph)
+        optimize(graph, set(getattr(ctx.quant, "fallback", ()) or ()) if precision == "int8" else None)
         report: dict[str, Any] = {}
         io_quant: dict[int, Any] = {}
         if precision == "fp16":

@@ -69,12 +69,14 @@ def _scalar_const(t, value: float) -> bool:
     return t is not None and t.is_const and t.data.size == 1 and abs(float(t.data.reshape(-1)[0]) - value) < 1e-5
 
 
-def fuse_hard_swish(graph: TFLGraph) -> int:
+def fuse_hard_swish(graph: TFLGraph, only: set[str] | None = None) -> int:
     """ADD(x, 3, RELU6) -> MUL(x, .) -> MUL(., 1/6) becomes HARD_SWISH(x); returns how many.
 
     Opset < 14 exports (PaddlePaddle's PP-LCNet, old PyTorch) spell h-swish out, and ONNX HardSwish
     needs opset 14. One op is faster in fp32; in int8 the HARD_SWISH runs in float between
-    DEQUANTIZE/QUANTIZE (XNNPACK has no int8 h-swish, facts §2) with one rounding instead of three."""
+    DEQUANTIZE/QUANTIZE (XNNPACK has no int8 h-swish, facts §2) with one rounding instead of three,
+    so an int8 build fuses only the chains the engine keeps in float (``only``: ONNX node names of
+    the chains' last ops); the rest stay three int8 ops."""
     users, producers = graph.consumers(), graph.producers()
     removed: set[int] = set()
     for op in graph.ops:  # the final MUL by 1/6
@@ -95,7 +97,7 @@ def fuse_hard_swish(graph: TFLGraph) -> int:
                 continue
             if not any(add.inputs[i] is x and _scalar_const(add.inputs[1 - i], 3.0) for i in (0, 1)):
                 continue
-            if list(x.shape) != list(op.outputs[0].shape):
+            if list(x.shape) != list(op.outputs[0].shape) or (only is not None and op.node not in only):
                 continue
             op.code, op.inputs, op.options = "HARD_SWISH", [x], None
             removed |= {id(add), id(mul)}
@@ -104,9 +106,10 @@ def fuse_hard_swish(graph: TFLGraph) -> int:
     return len(removed) // 2
 
 
-def optimize(graph: TFLGraph) -> TFLGraph:
+def optimize(graph: TFLGraph, float_nodes: set[str] | None = None) -> TFLGraph:
+    """``float_nodes``: for int8, the ONNX nodes kept float (None: a float build, fuse everything)."""
     fold_fc_bias(graph)
     fuse_activations(graph)
-    fuse_hard_swish(graph)
+    fuse_hard_swish(graph, float_nodes)
     graph.remove_dead()
     return graph

@@ -372,3 +372,15 @@ def test_hardswish_float_scheme_keeps_spelled_out_chains_float(tmp_path):
     res = quantize_model(model, samples, QuantScheme(float_ops=frozenset({"HardSwish"})))
     assert names and names <= res.fallback
     assert not names & quantize_model(model, samples, QuantScheme()).fallback
+
+
+@pytest.mark.parametrize("metric, a, b, better", [
+    ("cosine", 0.9825, 0.9583, True),   # PP-OCR rec: error halved
+    ("cosine", 0.9991, 0.9993, False),  # PP-OCR cls: nothing gained
+    ("cosine", 0.991, 0.990, False),    # 10 % less error is the bar
+    ("sqnr", 20.6, 20.0, True), ("sqnr", 20.3, 20.0, False),
+])
+def test_float_ops_must_be_clearly_better_to_be_kept(metric, a, b, better):
+    from deploykit.quant.engine import _clearly_better
+
+    assert _clearly_better(AccuracyBudget(metric, 0.99 if metric == "cosine" else 20.0), a, b) is better
