@@ -377,7 +377,7 @@ def test_hardswish_float_scheme_keeps_spelled_out_chains_float(tmp_path):
 @pytest.mark.parametrize("metric, a, b, better", [
     ("cosine", 0.9825, 0.9583, True),   # PP-OCR rec: error halved
     ("cosine", 0.9991, 0.9993, False),  # PP-OCR cls: nothing gained
-    ("cosine", 0.991, 0.990, False),    # 10 % less error is the bar
+    ("cosine", 0.9905, 0.990, False),   # 5 % less error: below the 10 % bar
     ("sqnr", 20.6, 20.0, True), ("sqnr", 20.3, 20.0, False),
 ])
 def test_float_ops_must_be_clearly_better_to_be_kept(metric, a, b, better):
