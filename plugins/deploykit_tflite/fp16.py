@@ -17,6 +17,10 @@ FP16_MAX = 65504.0
 # depthwise filters: few bytes (about 3 % of PP-OCR rec's weights) but only 9-25 inputs per output,
 # so error feedback cannot average their rounding out; they stay fp32
 KEEP_FLOAT32 = frozenset({"DEPTHWISE_CONV_2D"})
+# The first weight matrices, up to this fraction of all weight bytes, stay fp32: their rounding
+# error passes through every later layer, and early layers are small. PP-OCR rec on random inputs,
+# max abs error / output range: 0.0111 -> 0.0059 for +4.6 % of the fp32 bytes (first 8 convs).
+EARLY_FLOAT32_FRACTION = 0.05
 
 
 def is_weight_matrix(data: np.ndarray) -> bool:
@@ -49,15 +53,31 @@ def to_fp16_feedback(data: np.ndarray, axis: int) -> np.ndarray:
     return np.moveaxis(out.reshape(w.shape), 0, axis)
 
 
+def _early_weights(graph: TFLGraph) -> set[int]:
+    """ids of the first weight matrices (graph order) within EARLY_FLOAT32_FRACTION of all weight bytes."""
+    weights = [t for op in graph.ops for t in op.inputs
+               if t is not None and t.is_const and t.dtype == "float32" and is_weight_matrix(t.data)]
+    unique = list({id(t): t for t in weights}.values())
+    budget = EARLY_FLOAT32_FRACTION * sum(t.data.nbytes for t in unique)
+    early, used = set(), 0
+    for t in unique:
+        if used + t.data.nbytes > budget:
+            break
+        early.add(id(t))
+        used += t.data.nbytes
+    return early
+
+
 def to_fp16_weights(graph: TFLGraph, reduced_precision: bool = False) -> int:
     converted: dict[int, object] = {}
     new_ops = []
     count = 0
+    early = _early_weights(graph)
     for op in graph.ops:
         for i, t in enumerate(op.inputs):
             if t is None or not t.is_const or t.dtype != "float32" or not is_weight_matrix(t.data):
                 continue
-            if np.abs(t.data).max(initial=0.0) > FP16_MAX or op.code in KEEP_FLOAT32:
+            if np.abs(t.data).max(initial=0.0) > FP16_MAX or op.code in KEEP_FLOAT32 or id(t) in early:
                 continue
             if id(t) not in converted:
                 axis = op.attrs.get("weight_axis") if i == op.attrs.get("weight_input", 1) else None

@@ -96,3 +96,23 @@ def test_int8_mixed_precision_fallback(tmp_path):
     rep = quantize_graph(g, params, {dw.node})
     assert dw.outputs[0].dtype == "float32" and dw.inputs[1].dtype == "float32"
     assert rep["float_ops"].get("DEPTHWISE_CONV_2D") == 1 and rep["dequantize"] >= 2
+
+
+def test_fp16_keeps_the_first_weights_fp32():
+    """Early layers' rounding passes through every later layer: the first ~5 % of weight bytes stay fp32."""
+    from deploykit_tflite.fp16 import to_fp16_weights
+    from deploykit_tflite.graph import TFLGraph
+
+    g = TFLGraph()
+    x = g.tensor([1, 64], hint="x")
+    g.inputs = [x]
+    weights = []
+    for k, out in enumerate([8, 64, 1024]):  # 2 KB, 16 KB, 256 KB of fp32 weights: 5 % of 274 KB = 13.7 KB
+        w = g.const(np.random.default_rng(k).standard_normal((out, 64)).astype(np.float32), hint=f"w{k}")
+        g.add("FULLY_CONNECTED", [x, w, None], [g.tensor([1, out], hint=f"y{k}")], weight_axis=0)
+        weights.append(w)
+    g.outputs = [op.outputs[0] for op in g.ops]
+    assert to_fp16_weights(g) == 2
+    halves = [op.inputs[0].name for op in g.ops if op.code == "DEQUANTIZE"]
+    assert len(halves) == 2 and not any(h.startswith(weights[0].name) for h in halves)
+    assert next(op for op in g.ops if op.code == "FULLY_CONNECTED").inputs[1] is weights[0]  # stays fp32
