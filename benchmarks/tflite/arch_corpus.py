@@ -550,6 +550,7 @@ def build(work: Path, model: Path, info: dict, precision: str) -> dict:
     row["problems"] = v.get("problems", [])
     br = report.get("backend_report", {})
     row["transposes"] = br.get("transposes")
+    row["xnnpack"] = br.get("xnnpack")
     if precision == "int8":
         q = br.get("int8", {})
         row["int8_ops"] = q.get("int8_ops")
@@ -587,11 +588,18 @@ def write_table(results: dict, path: Path) -> None:
                     cell += ", float: " + ", ".join(f"{k}×{v}" for k, v in r["float_ops"].items())
                 if r.get("transposes"):
                     cell += f", {r['transposes']} TRANSPOSE"
+                x = r.get("xnnpack") or {}
+                if x.get("undelegated"):
+                    cell += (f", XNNPACK {x['partitions']} partitions, built-in: "
+                             + ", ".join(f"{k}×{v}" for k, v in x["undelegated"].items()))
                 cells.append(cell)
         lines.append(f"| {entry['info']['arch']} | {entry['info']['opset']} | " + " | ".join(cells) + " |")
     n = sum(1 for e in results.values() for r in e["builds"].values())
     ok = sum(1 for e in results.values() for r in e["builds"].values() if r["status"] == "passed")
-    lines += ["", f"**{ok} / {n} builds built and passed verification.**", ""]
+    whole = sum(1 for e in results.values() for r in e["builds"].values()
+                if r["status"] != "error" and r.get("xnnpack") and not r["xnnpack"].get("undelegated"))
+    lines += ["", f"**{ok} / {n} builds built and passed verification.** {whole} / {n} run every op in XNNPACK "
+              "(one partition; the others list the ops LiteRT's built-in kernels run).", ""]
     path.write_text("\n".join(lines))
 
 

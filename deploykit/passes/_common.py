@@ -164,3 +164,35 @@ def apply_rules(model: ir.Model, make_rules, *, needs: tuple[str, ...] = ()) -> 
     if make_rules not in _RULESETS:
         _RULESETS[make_rules] = pattern.RewriteRuleSet(make_rules(), commute=True)
     return _RULESETS[make_rules].apply_to_model(model)
+
+
+def const_non_negative(v: ir.Value) -> bool:
+    a = const_array(v)
+    return a is not None and a.size > 0 and bool(np.all(a >= 0))
+
+
+def non_negative(v: ir.Value, depth: int = 0) -> bool:
+    """``v`` is >= 0 by construction (Relu, Sigmoid, a Clip with min >= 0, and what keeps the sign).
+
+    Backends use it where padding a max pooling with zeros instead of -inf is exact (zero PAD runs
+    in XNNPACK and on the Edge TPU, PADV2 does not)."""
+    node = v.producer()
+    if node is None or depth > 8:
+        return False
+    if node.op_type in ("Relu", "Sigmoid"):
+        return True
+    if node.op_type == "Pow" and len(node.inputs) > 1:  # y ** e >= 0 (or NaN) unless e is an odd integer
+        e = const_array(node.inputs[1])
+        if e is not None and e.size == 1 and not (float(e.ravel()[0]).is_integer() and int(e.ravel()[0]) % 2):
+            return True
+    if node.op_type == "Conv" and len(node.inputs) > 1:  # non-negative weights/bias on a non-negative input
+        consts = [c for c in node.inputs[1:] if c is not None]
+        if not all(const_non_negative(c) for c in consts):
+            return False
+    if node.op_type in ("Concat", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "Reshape",
+                        "Transpose", "Flatten", "LRN", "Mul", "Pow", "Conv"):
+        # LRN keeps the sign of x; a product of values >= 0 is >= 0; y ** e is >= 0 for y >= 0
+        data = node.inputs if node.op_type in ("Concat", "Mul") else node.inputs[:1]
+        return all(x is not None and (const_non_negative(x) or non_negative(x, depth + 1)) for x in data)
+    bounds = clip_bounds(node) if node.op_type == "Clip" else None
+    return bounds is not None and bounds[0] >= 0.0

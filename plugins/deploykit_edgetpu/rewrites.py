@@ -40,7 +40,7 @@ import numpy as np
 import onnx_ir as ir
 from onnxscript.rewriter import pattern
 
-from deploykit.passes._common import attr, const_array
+from deploykit.passes._common import attr, const_array, non_negative
 
 
 def _like(x: ir.Value, *values: ir.Value) -> ir.Value:
@@ -118,37 +118,6 @@ class ResizeNearestHalfPixel(pattern.RewriteRuleClassBase):
         return op.Resize(*node.inputs, **attrs)
 
 
-def _const_non_negative(v: ir.Value) -> bool:
-    a = const_array(v)
-    return a is not None and a.size > 0 and bool(np.all(a >= 0))
-
-
-def _non_negative(v: ir.Value, depth: int = 0) -> bool:
-    """``v`` is >= 0 by construction (output of Relu, Sigmoid, or a Clip with min >= 0)."""
-    from deploykit.passes._common import clip_bounds
-
-    node = v.producer()
-    if node is None or depth > 8:
-        return False
-    if node.op_type in ("Relu", "Sigmoid"):
-        return True
-    if node.op_type == "Pow" and len(node.inputs) > 1:  # y ** e >= 0 (or NaN) unless e is an odd integer
-        e = const_array(node.inputs[1])
-        if e is not None and e.size == 1 and not (float(e.ravel()[0]).is_integer() and int(e.ravel()[0]) % 2):
-            return True
-    if node.op_type == "Conv" and len(node.inputs) > 1:  # non-negative weights/bias on a non-negative input
-        consts = [v for v in node.inputs[1:] if v is not None]
-        if not all(_const_non_negative(v) for v in consts):
-            return False
-    if node.op_type in ("Concat", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "Reshape",
-                        "Transpose", "Flatten", "LRN", "Mul", "Pow", "Conv"):
-        # LRN keeps the sign of x; a product of values >= 0 is >= 0; y ** e is >= 0 for y >= 0
-        data = node.inputs if node.op_type in ("Concat", "Mul") else node.inputs[:1]
-        return all(x is not None and (_const_non_negative(x) or _non_negative(x, depth + 1)) for x in data)
-    bounds = clip_bounds(node) if node.op_type == "Clip" else None
-    return bounds is not None and bounds[0] >= 0.0
-
-
 class MaxPoolPadAfterRelu(pattern.RewriteRuleClassBase):
     def pattern(self, op, x):
         return op.MaxPool(x, _allow_other_attributes=True, _outputs=["y"])
@@ -157,7 +126,7 @@ class MaxPoolPadAfterRelu(pattern.RewriteRuleClassBase):
         node = y.producer()
         pads = attr(node, "pads")
         return (bool(pads) and any(int(p) for p in pads) and attr(node, "auto_pad", "NOTSET") == "NOTSET"
-                and len(node.outputs) == 1 and x.shape is not None and len(x.shape) == 4 and _non_negative(x))
+                and len(node.outputs) == 1 and x.shape is not None and len(x.shape) == 4 and non_negative(x))
 
     def rewrite(self, op, x, y, **_):
         node = y.producer()

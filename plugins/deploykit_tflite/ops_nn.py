@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
+from deploykit.passes._common import non_negative
 from deploykit_tflite.lowering import NHWC, Lowering, UnsupportedNode, ident
 
 SAME, VALID = 0, 1
@@ -277,8 +278,8 @@ def _pool2d(ctx: Lowering, node: ir.Node, x, out, k, strides, pads, auto_pad):
     code = "MAX_POOL_2D" if kind == "MaxPool" else "AVERAGE_POOL_2D"
     correction = None
     if explicit:
-        if kind == "MaxPool":
-            x = _pad_nhwc(ctx, x, explicit, FLOAT_LOWEST)
+        if kind == "MaxPool":  # -inf padding (PADV2, no XNNPACK kernel); zeros are exact on an input >= 0
+            x = _pad_nhwc(ctx, x, explicit, None if non_negative(node.inputs[0]) else FLOAT_LOWEST)
         else:
             if not count_pad:  # exact: average over the real elements only
                 ones = np.pad(np.ones(x.shape[1:3], np.float32), explicit)

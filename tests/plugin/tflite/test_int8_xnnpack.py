@@ -78,3 +78,19 @@ def test_spelled_out_hardswish_becomes_one_op(tmp_path, precision):
     else:  # all-int8 chain: ADD (+RELU6), MUL, MUL, every op in XNNPACK
         assert "HARD_SWISH" not in ops and ops.count("MUL") == 2, ops
     assert rep["backend_report"]["xnnpack"]["partitions"] == 1
+
+
+@pytest.mark.parametrize("relu", [True, False])
+def test_padded_max_pool_after_relu_pads_with_zeros(tmp_path, relu):
+    """ResNet stem: Relu -> MaxPool(3, stride 2, pads 1). -inf padding needs PADV2 (no XNNPACK kernel);
+    after a Relu, zero padding (PAD, delegated) gives the same maxima."""
+    from tflite_testlib import tflite_ops
+
+    nodes = ([helper.make_node("Relu", ["x"], ["r"])] if relu else [helper.make_node("Identity", ["x"], ["r"])]) + [
+        helper.make_node("MaxPool", ["r"], ["y"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])]
+    src = model(tmp_path / "m.onnx", nodes, {"x": [1, 4, 8, 8]}, {"y": [1, 4, 4, 4]})
+    res = build(src, tmp_path / "out", precision="fp32")
+    assert res.manifest["verification"]["status"] == "passed", res.manifest["verification"]
+    ops = tflite_ops(tmp_path / "out")
+    assert ("PAD" in ops and "PADV2" not in ops) if relu else "PADV2" in ops, ops
+    assert (report(tmp_path / "out")["backend_report"]["xnnpack"]["undelegated"] == {}) is relu
