@@ -5,7 +5,9 @@
   mask output is unused;
 * ``Cast`` / ``CastLike`` to the dtype the input already has;
 * ``Reshape`` / ``Flatten`` / ``Squeeze`` / ``Unsqueeze`` / ``Expand`` whose (static) output
-  shape equals the (static) input shape.
+  shape equals the (static) input shape;
+* ``Expand`` read only by broadcasting element-wise ops whose output shapes stay the same without
+  it (``x / norm.expand_as(x)`` of ``F.normalize``: TFLite's BROADCAST_TO has no XNNPACK kernel).
 
 Graph output names never change: when the removed node produces a graph output, its input
 value is renamed to the output's name; when that is impossible (the input is a graph input,
@@ -19,6 +21,35 @@ import onnx_ir as ir
 from deploykit.passes._common import attr, bypass, const_array, is_onnx, static_shape
 
 _SHAPE_ONLY = ("Reshape", "Flatten", "Squeeze", "Unsqueeze", "Expand")
+# element-wise ops with multidirectional (numpy) broadcasting of every input
+_BROADCASTING = ("Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "Sum", "Mean", "Equal", "Less", "Greater",
+                 "LessOrEqual", "GreaterOrEqual", "And", "Or", "Xor", "Where", "BitShift", "Mod")
+
+
+def _broadcast(shapes) -> tuple[int, ...] | None:
+    try:
+        import numpy as np
+
+        return tuple(int(d) for d in np.broadcast_shapes(*shapes))
+    except ValueError:
+        return None
+
+
+def _redundant_expand(node: ir.Node) -> bool:
+    """An Expand whose every reader broadcasts anyway and keeps its output shape without it."""
+    if not is_onnx(node, "Expand") or not node.inputs or node.inputs[0] is None:
+        return False
+    x, y = node.inputs[0], node.outputs[0]
+    if y.is_graph_output() or static_shape(x) is None or not y.uses():
+        return False
+    for user, _ in y.uses():
+        if not is_onnx(user, *_BROADCASTING) or len(user.outputs) != 1:
+            return False
+        shapes = [static_shape(x if v is y else v) for v in user.inputs]
+        out = static_shape(user.outputs[0])
+        if out is None or any(sh is None for sh in shapes) or _broadcast(shapes) != out:
+            return False
+    return True
 
 
 def _is_noop(node: ir.Node) -> bool:
@@ -53,7 +84,7 @@ class IdentityEliminationPass(ir.passes.InPlacePass):
         graphs = [model.graph, *model.functions.values()]
         for graph in graphs:
             for node in list(ir.traversal.RecursiveGraphIterator(graph)):
-                if node.graph is None or not _is_noop(node):
+                if node.graph is None or not (_is_noop(node) or _redundant_expand(node)):
                     continue
                 if bypass(node, node.inputs[0], node.outputs[0]):
                     modified = True

@@ -49,3 +49,26 @@ def test_training_dropout_stays():
     proto = make_model(nodes, [("x", [2])], [("y", [2])], inits)
     model, modified = apply(IdentityEliminationPass, proto)
     assert not modified and op_types(model) == ["Dropout"]
+
+
+def test_expand_read_only_by_broadcasting_ops_is_removed():
+    """F.normalize: x / max(||x||, eps).expand_as(x) -- the Div broadcasts by itself."""
+    nodes = [
+        helper.make_node("ReduceL2", ["x"], ["n"], axes=[1], keepdims=1),
+        helper.make_node("Expand", ["n", "shape"], ["e"]),
+        helper.make_node("Div", ["x", "e"], ["y"]),
+    ]
+    proto = make_model(nodes, [("x", [2, 8])], [("y", [2, 8])], [init("shape", np.array([2, 8], np.int64))],
+                       opset=13)
+    model, modified = apply(IdentityEliminationPass, proto)
+    assert modified and op_types(model) == ["ReduceL2", "Div"]
+    assert_same_outputs(proto, model)
+
+
+@pytest.mark.parametrize("consumer, target", [("Relu", [3, 2, 8]), ("Add", [3, 2, 8])])
+def test_expand_that_shapes_its_readers_output_stays(consumer, target):
+    ins = ["e"] if consumer == "Relu" else ["x", "e"]
+    nodes = [helper.make_node("Expand", ["x", "shape"], ["e"]), helper.make_node(consumer, ins, ["y"])]
+    proto = make_model(nodes, [("x", [2, 8])], [("y", target)], [init("shape", np.array(target, np.int64))])
+    model, modified = apply(IdentityEliminationPass, proto)
+    assert "Expand" in op_types(model)
