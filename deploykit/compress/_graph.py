@@ -12,6 +12,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from deploykit.ir.names import fresh_name
+from deploykit.quant.collect import constant_value
 
 Feed = dict[str, np.ndarray]
 
@@ -43,14 +44,7 @@ class GraphIndex:
 
     def const(self, name: str) -> np.ndarray | None:
         """The value of an initializer or a Constant node's output, else ``None``."""
-        if name in self.inits and name not in self.graph_inputs:
-            return numpy_helper.to_array(self.inits[name])
-        node = self.producer.get(name)
-        if node is not None and node.op_type == "Constant" and node.domain in ("", "ai.onnx"):
-            for a in node.attribute:
-                if a.name == "value":
-                    return numpy_helper.to_array(a.t)
-        return None
+        return constant_value(name, self.inits, self.producer, self.graph_inputs)
 
     def is_param(self, name: str) -> bool:
         """A constant that only this graph's nodes read (safe to replace)."""

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import onnx
+from onnx import numpy_helper
 
 from deploykit.quant.calibration import SampleSet
 from deploykit.quant.observers import RESERVOIR, TensorObserver
@@ -46,6 +47,10 @@ class GraphIndex:
         for t in g.initializer:
             self.elem_type[t.name] = t.data_type
 
+    def const(self, name: str) -> np.ndarray | None:
+        """The value of an initializer or a Constant node's output, else ``None``."""
+        return constant_value(name, self.initializers, self.producer, self.graph_inputs)
+
     def is_float(self, name: str) -> bool:
         return self.elem_type.get(name) in FLOAT_TYPES
 
@@ -55,6 +60,19 @@ class GraphIndex:
         for node in self.model.graph.node:
             names += [o for o in node.output if o and self.is_float(o) and o not in self.initializers]
         return list(dict.fromkeys(names))
+
+
+def constant_value(name: str, initializers, producer, graph_inputs=()) -> np.ndarray | None:
+    """The value of tensor ``name`` of an ONNX graph when it is constant: an initializer that is not
+    a graph input, or the output of a ``Constant`` node with a ``value`` tensor; else ``None``."""
+    if name in initializers and name not in graph_inputs:
+        return numpy_helper.to_array(initializers[name])
+    node = producer.get(name)
+    if node is not None and node.op_type == "Constant" and node.domain in ("", "ai.onnx"):
+        for a in node.attribute:
+            if a.name == "value":
+                return numpy_helper.to_array(a.t)
+    return None
 
 
 def _channel_axis_for(index: GraphIndex, name: str) -> int | None:

@@ -9,22 +9,14 @@ among its float ops.
 
 from __future__ import annotations
 
-import numpy as np
 import onnx
-from onnx import numpy_helper
 
 from deploykit.quant.collect import GraphIndex
 
 
 def _scalar(index: GraphIndex, name: str) -> float | None:
-    t = index.initializers.get(name)
-    if t is None:
-        node = index.producer.get(name)
-        if node is None or node.op_type != "Constant" or not node.attribute or not node.attribute[0].HasField("t"):
-            return None
-        t = node.attribute[0].t
-    a = numpy_helper.to_array(t)
-    return float(a.reshape(-1)[0]) if a.size == 1 and a.dtype.kind in "fiu" else None
+    a = index.const(name)
+    return float(a.reshape(-1)[0]) if a is not None and a.size == 1 and a.dtype.kind in "fiu" else None
 
 
 def _is(value: float | None, expected: float) -> bool:
