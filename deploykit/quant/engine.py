@@ -29,7 +29,7 @@ from deploykit.quant.observers import TensorObserver
 from deploykit.quant.params import QuantParams
 from deploykit.quant.plan import QuantPlan, _node_key, build_plan, observed_tensors, quantizable_inputs
 from deploykit.quant.patterns import spelled_out_hardswish
-from deploykit.quant.qdq import build_qdq_model, with_score_outputs
+from deploykit.quant.qdq import build_qdq_model, int8_outputs, with_score_outputs
 from deploykit.quant.roles import WEIGHT_OPS
 from deploykit.quant.scheme import QuantScheme
 
@@ -161,8 +161,8 @@ class _Judge:
     A full-integer runtime hands int8 logits to a float Softmax, so there the logits are scored
     after fake quantization with their own parameters."""
 
-    def __init__(self, index: GraphIndex, scheme: QuantScheme, feeds, refs, scored: dict[str, str]):
-        self.index, self.scheme, self.feeds = index, scheme, feeds
+    def __init__(self, index: GraphIndex, feeds, refs, scored: dict[str, str]):
+        self.index, self.feeds = index, feeds
         taken = set(index.producer) | set(index.graph_inputs) | set(index.initializers)
         self.names = {out: fresh_name(taken, f"{logits}_scored") for out, logits in scored.items()}
         self.scored = scored
@@ -178,14 +178,8 @@ class _Judge:
         """Score metrics per graph output; the plain output metrics are kept in ``outputs``."""
         model = qdq
         if self.scored:
-            quantize = set()
-            if self.scheme.quantize_ops is None:  # full-integer: the producer's output is int8
-                for logits in self.scored.values():
-                    node = self.index.producer.get(logits)
-                    k = list(self.index.model.graph.node).index(node) if node is not None else -1
-                    if node is not None and plan.quantized(node, _node_key(node, k)):
-                        quantize.add(logits)
-            model = with_score_outputs(qdq, plan, {v: self.names[o] for o, v in self.scored.items()}, quantize)
+            model = with_score_outputs(qdq, plan, {v: self.names[o] for o, v in self.scored.items()},
+                                       int8_outputs(self.index.model.graph, plan))
         metrics = evaluate(model, self.feeds, self.refs)
         self.outputs[id(qdq)] = {o: metrics[o] for o in self.index.graph_outputs}
         return {o: metrics[self.names[o]] if o in self.names else metrics[o] for o in self.index.graph_outputs}
@@ -254,7 +248,7 @@ def quantize_model(
         proto, calibration, eval_count=config.eval_samples, wanted=wanted, extra_refs=scored.values(),
         progress=(lambda i, n: progress("calibrate", i, n)) if progress else None,
     )
-    judge = _Judge(index, scheme, feeds, refs, scored)
+    judge = _Judge(index, feeds, refs, scored)
     if scored:
         log(f"accuracy scored on the logits of {len(scored)} probability output(s)")
     _check_inputs(observers, index, log)

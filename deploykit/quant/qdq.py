@@ -91,16 +91,11 @@ def build_qdq_model(model: onnx.ModelProto, plan: QuantPlan, index: GraphIndex |
             b.qdq(src, p, dq_of[src])
         return dq_of[src]
 
-    # Full-integer runtimes (TFLite, Edge TPU) store every output of an int8 op as int8, so float
-    # consumers (fallback layers, float-only ops) read it dequantized; QDQ runtimes (ONNX Runtime)
-    # hand them the float result of the fused op.
-    full_integer = plan.scheme is not None and plan.scheme.quantize_ops is None
-    int8_outputs = {o for k, n in enumerate(g.node) if full_integer and plan.quantized(n, _node_key(n, k))
-                    for o in n.output if o in plan.activations}
+    stored_int8 = int8_outputs(g, plan)
     for k, node in enumerate(list(g.node)):
         if not plan.quantized(node, _node_key(node, k)):
             for i, name in enumerate(node.input):
-                if name in int8_outputs:
+                if name in stored_int8:
                     node.input[i] = dequantized(name, plan.activations[name])
                 elif name in renamed:  # float nodes read float values: undo renames of graph outputs
                     node.input[i] = renamed[name]
@@ -129,6 +124,17 @@ def build_qdq_model(model: onnx.ModelProto, plan: QuantPlan, index: GraphIndex |
     g.node.extend(toposort(nodes, {i.name for i in g.input} | {t.name for t in g.initializer}))
     _ensure_opset(out, 13)
     return out
+
+
+def int8_outputs(graph: onnx.GraphProto, plan: QuantPlan) -> set[str]:
+    """Tensors a full-integer runtime (TFLite, Edge TPU) stores as int8: every output with parameters
+    of a quantized node. Float consumers (fallback layers, float-only ops) read them dequantized;
+    QDQ runtimes (ONNX Runtime) hand them the float result of the fused op, so there: none.
+    ``graph``: the fp32 graph the plan was made for (node keys follow its order)."""
+    if plan.scheme is None or plan.scheme.quantize_ops is not None:
+        return set()
+    return {o for k, n in enumerate(graph.node) if plan.quantized(n, _node_key(n, k))
+            for o in n.output if o in plan.activations}
 
 
 def with_score_outputs(model: onnx.ModelProto, plan: QuantPlan, tensors: dict[str, str],
