@@ -54,10 +54,13 @@ def judge(metrics: Mapping[str, Mapping[str, float]], precision: str) -> tuple[b
     problems = []
     for out, m in metrics.items():
         misses = _misses(m, TOLERANCES.get(precision, {}))
-        alternatives = {k: v for k, v in ALTERNATIVES.get(precision, {}).items() if isinstance(m.get(k), float)}
-        if misses and alternatives and not _misses(m, alternatives):
+        if not misses:
             continue
-        problems += [f"output {out!r}: {miss}" for miss in misses + _misses(m, alternatives) * bool(misses)]
+        alternatives = {k: v for k, v in ALTERNATIVES.get(precision, {}).items() if isinstance(m.get(k), float)}
+        alternative_misses = _misses(m, alternatives)
+        if alternatives and not alternative_misses:
+            continue
+        problems += [f"output {out!r}: {miss}" for miss in misses + alternative_misses]
     return not problems, problems
 
 

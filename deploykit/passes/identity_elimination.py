@@ -16,6 +16,7 @@ an initializer or another output) the node stays.
 
 from __future__ import annotations
 
+import numpy as np
 import onnx_ir as ir
 
 from deploykit.passes._common import attr, bypass, const_array, is_onnx, static_shape
@@ -28,8 +29,6 @@ _BROADCASTING = ("Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "Sum", "Mean",
 
 def _broadcast(shapes) -> tuple[int, ...] | None:
     try:
-        import numpy as np
-
         return tuple(int(d) for d in np.broadcast_shapes(*shapes))
     except ValueError:
         return None
