@@ -323,7 +323,7 @@ def _quant_summary(quant) -> dict[str, Any] | None:
     return {"engine": r["engine"], "range_method": r["range_method"], "budget": r["budget"],
             "budget_met": r["budget_met"], "fallback_layers": r["fallback_layers"],
             "bias_correction": r["bias_correction"], "cross_layer_equalization": r["cross_layer_equalization"],
-            "calibration_samples": r["calibration_samples"]}
+            "calibration_samples": r["calibration_samples"], "weight_bits": r.get("weight_bits", 8)}
 
 
 def _stack(arrays):
@@ -348,6 +348,8 @@ def _template_context(profile, backend: Backend, precision: str, artifact) -> di
         "inputs": [s.to_json() for s in artifact.inputs],
         "outputs": [s.to_json() for s in artifact.outputs],
     }
+    if precision == "int8" and backend.quant_scheme is not None:
+        spec["int8_weight_bits"] = backend.quant_scheme.weight_bits
     spec.update(artifact.runner_context)
     return {
         "spec": spec,

@@ -111,19 +111,27 @@ class QuantResult:
     timing: dict[str, float] = field(default_factory=dict)
 
 
-def _session(model: onnx.ModelProto):
+def simulation_session(model: onnx.ModelProto):
+    """An ONNX Runtime session that runs a QDQ model with exact integer arithmetic on any CPU.
+
+    ONNX Runtime would fuse DequantizeLinear -> op -> QuantizeLinear into its int8 kernels, whose
+    u8 x s8 dot products saturate in int16 on x86 CPUs without VNNI (``vpmaddubsw``): the result
+    would depend on the build machine, and be worse than any int8 device (ARM, Edge TPU, TensorRT
+    accumulate in int32). With the fusion off, every op runs in float on the dequantized values,
+    which is what an int32-accumulating kernel computes, up to float rounding."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()
     so.log_severity_level = 3
     so.intra_op_num_threads = min(os.cpu_count() or 1, 8)
     so.enable_cpu_mem_arena = False  # many short-lived sessions: do not let arenas pile up
+    so.add_session_config_entry("session.disable_quant_qdq", "1")
     return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
 
 
 def evaluate(model: onnx.ModelProto, feeds: list[dict[str, np.ndarray]], refs: list[dict[str, np.ndarray]]) -> dict[str, dict[str, float]]:
     """Output metrics of ``model`` against fp32 reference outputs."""
-    sess = _session(model)
+    sess = simulation_session(model)
     names = list(refs[0])
     wanted = {i.name for i in sess.get_inputs()}
     running = {n: RunningComparison() for n in names}
@@ -235,6 +243,12 @@ def quantize_model(
     base_fallback = _statistics_nodes(index) if scheme.mixed_precision else set()
     if base_fallback:
         log(f"{len(base_fallback)} normalization-statistics node(s) stay in float")
+    if scheme.weight_bits < 8:
+        dynamic = _dynamic_weight_nodes(index, scheme) - base_fallback
+        if dynamic:
+            base_fallback = base_fallback | dynamic
+            log(f"{len(dynamic)} product(s) of two activations stay in float (their int8 form can saturate on "
+                "x86 CPUs without VNNI)")
     hswish: set[str] = set()  # spelled-out h-swish chains the target may run as one float HardSwish
     chains = spelled_out_hardswish(index) if "HardSwish" in scheme.float_ops else []
     if chains:
@@ -331,6 +345,17 @@ def _statistics_nodes(index: GraphIndex) -> set[str]:
         if node.op_type in WEIGHT_OPS:
             continue
         if any((p := index.producer.get(i)) is not None and p.op_type in _STATISTICS_OPS for i in node.input if i):
+            keys.add(_node_key(node, k))
+    return keys
+
+
+def _dynamic_weight_nodes(index: GraphIndex, scheme: QuantScheme) -> set[str]:
+    """Dot products whose weight operand is computed at run time (e.g. attention's Q x K^T): with
+    ``scheme.weight_bits`` < 8 they cannot be held to the narrow range, so they stay in float."""
+    keys = set()
+    for k, node in enumerate(index.model.graph.node):
+        if node.op_type in WEIGHT_OPS and scheme.runs_quantized(node.op_type) and len(node.input) > 1 \
+                and node.input[1] not in index.initializers:
             keys.add(_node_key(node, k))
     return keys
 
@@ -446,6 +471,7 @@ def _report(index, observers, plan: QuantPlan, sensitivity, config, method, tria
         "budget": str(config.budget),
         "budget_met": budget_met,
         "bias_correction": config.bias_correction,
+        "weight_bits": plan.scheme.weight_bits if plan.scheme is not None else 8,
         "cross_layer_equalization": len(equalized),
         "calibration_samples": n_samples,
         "eval_samples": config.eval_samples,

@@ -177,7 +177,8 @@ def build_plan(
                     lo, hi = w.min(axis=red), w.max(axis=red)
                 else:
                     lo, hi = float(w.min()), float(w.max())
-                plan.weights[name] = params_from_range(lo, hi, scheme.weight_dtype, scheme.weight_symmetric, axis=axis)
+                plan.weights[name] = params_from_range(lo, hi, scheme.weight_dtype, scheme.weight_symmetric, axis=axis,
+                                                       bits=scheme.weight_bits)
             if role == "weight":
                 w_params = plan.weights[name]
             if role == "const" and name not in plan.constants:
