@@ -211,7 +211,7 @@ def build(request: BuildRequest, registry: Registry | None = None, reporter: Rep
                 reporter.warn(f"verification skipped: {reason}")
             else:
                 outs, runtime = run_bundle(work, feeds, threads=profile.threads)
-                verification = verify_outputs(refs, outs, precision, runtime)
+                verification = verify_outputs(refs, outs, precision, runtime, parts=_output_parts(model))
                 if verification["status"] != "passed":
                     reporter.warn("verification FAILED: " + "; ".join(verification["problems"]))
         report = {
@@ -250,6 +250,13 @@ def build(request: BuildRequest, registry: Registry | None = None, reporter: Rep
                                bundle_runs=verification.get("status") != "skipped")
             manifest = metadata()
     return BuildResult(out_dir=out_dir.absolute(), manifest=manifest, report=report)
+
+
+def _output_parts(model) -> dict[str, Any]:
+    """Outputs that concatenate branches (e.g. a detector's boxes and class scores): verified per branch."""
+    from deploykit.quant.parts import find_concat_tails
+
+    return find_concat_tails(model)
 
 
 def _compress(model, spec, calibration: SampleSet | None, reporter: Reporter):

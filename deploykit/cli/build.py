@@ -100,6 +100,19 @@ def build_command(
         raise typer.Exit(4)
 
 
+def metric_cells(name: str, v: dict) -> list:
+    """Table cells of one output's (or part's) verification metrics; names are text, never markup."""
+    from rich.text import Text
+
+    agree = v.get("top1_agreement")
+    agree_text = "" if agree is None else f"{agree:.2%}"
+    if agree is None and v.get("topk_agreement") is not None:
+        agree_text = f"{v['topk_agreement']:.2%} top-k"
+    sqnr = v["sqnr_db"]
+    return [Text(name), f"{v['max_abs_error']:.3g}", f"{v['rel_max_abs_error']:.3g}", f"{v['cosine']:.6f}",
+            str(sqnr) if isinstance(sqnr, str) else f"{sqnr:.1f}", agree_text]
+
+
 def _print_summary(result, verification) -> None:
     from rich.table import Table
 
@@ -110,10 +123,9 @@ def _print_summary(result, verification) -> None:
         for col in ("output", "max abs err", "rel. to range", "cosine", "SQNR dB", "top-1"):
             table.add_column(col, justify="right" if col != "output" else "left")
         for name, v in verification["outputs"].items():
-            top1 = v.get("top1_agreement")
-            table.add_row(name, f"{v['max_abs_error']:.3g}", f"{v['rel_max_abs_error']:.3g}", f"{v['cosine']:.6f}",
-                          str(v["sqnr_db"]) if isinstance(v["sqnr_db"], str) else f"{v['sqnr_db']:.1f}",
-                          "" if top1 is None else f"{top1:.2%}")
+            table.add_row(*metric_cells(name, v))
+            for label, pv in (v.get("parts") or {}).items():  # a concatenated output, branch by branch
+                table.add_row(*metric_cells(f"  {label}", pv))
         err_console.print(table)
     c = (result.report or {}).get("compression")
     if c:

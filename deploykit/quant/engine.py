@@ -24,7 +24,8 @@ from deploykit.errors import DeployError
 from deploykit.ir.names import fresh_name
 from deploykit.quant.calibration import SampleSet
 from deploykit.quant.collect import GraphIndex, collect_statistics
-from deploykit.quant.metrics import RunningComparison
+from deploykit.quant.metrics import PartComparison, RunningComparison
+from deploykit.quant.parts import ConcatTail, find_concat_tails
 from deploykit.quant.observers import TensorObserver
 from deploykit.quant.params import QuantParams
 from deploykit.quant.plan import QuantPlan, _node_key, build_plan, observed_tensors, quantizable_inputs
@@ -61,10 +62,12 @@ class AccuracyBudget:
             raise DeployError(f"--accuracy-budget cosine must be in (0, 1], got {value}")
         return cls(metric, value)
 
-    def score(self, metrics: dict[str, dict[str, float]]) -> float:
-        """The worst output's value of the budget's metric."""
+    def score(self, metrics: dict[str, dict[str, Any]]) -> float:
+        """The worst value of the budget's metric over every output and every part of an output
+        (a concatenated output is as good as its worst branch)."""
         key = "sqnr_db" if self.metric == "sqnr" else "cosine"
         values = [m[key] for m in metrics.values()]
+        values += [pm[key] for m in metrics.values() for pm in (m.get("parts") or {}).values()]
         return min(values) if values else math.inf
 
     def met(self, metrics: dict[str, dict[str, float]]) -> bool:
@@ -98,6 +101,8 @@ class QuantResult:
     :ivar qdq_model: the QDQ ONNX model (fake-quant simulation; int8 artifact for QDQ backends).
     :ivar metrics: output metrics of the chosen configuration on the engine's eval samples.
     :ivar report: the per-layer table and search log for report.json.
+    :ivar joins: graph output -> :class:`ConcatTail` whose branches the runner joins in float
+        (targets with ``QuantScheme.join_outputs``); its nodes are not in ``fallback``.
     """
 
     model: ir.Model
@@ -109,6 +114,7 @@ class QuantResult:
     budget_met: bool
     report: dict[str, Any]
     timing: dict[str, float] = field(default_factory=dict)
+    joins: dict[str, ConcatTail] = field(default_factory=dict)
 
 
 def simulation_session(model: onnx.ModelProto):
@@ -129,16 +135,24 @@ def simulation_session(model: onnx.ModelProto):
     return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
 
 
-def evaluate(model: onnx.ModelProto, feeds: list[dict[str, np.ndarray]], refs: list[dict[str, np.ndarray]]) -> dict[str, dict[str, float]]:
-    """Output metrics of ``model`` against fp32 reference outputs."""
+def evaluate(model: onnx.ModelProto, feeds: list[dict[str, np.ndarray]], refs: list[dict[str, np.ndarray]],
+             parts: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
+    """Output metrics of ``model`` against fp32 reference outputs; outputs in ``parts`` (name ->
+    :class:`~deploykit.quant.parts.ConcatTail`) also per branch (``metrics[name]["parts"]``)."""
     sess = simulation_session(model)
     names = list(refs[0])
     wanted = {i.name for i in sess.get_inputs()}
     running = {n: RunningComparison() for n in names}
+    split = {n: PartComparison(parts[n]) for n in names if parts and n in parts}
     for feed, ref in zip(feeds, refs):
         for n, out in zip(names, sess.run(names, {k: v for k, v in feed.items() if k in wanted})):
             running[n].add(ref[n], out)
-    return {n: c.result() for n, c in running.items()}
+            if n in split and not split[n].add(ref[n], out):
+                del split[n]
+    result: dict[str, dict[str, Any]] = {n: c.result() for n, c in running.items()}
+    for n, c in split.items():
+        result[n]["parts"] = c.result()
+    return result
 
 
 # Graph outputs computed by these ops from a float tensor are scored on that tensor (the logits):
@@ -169,8 +183,9 @@ class _Judge:
     A full-integer runtime hands int8 logits to a float Softmax, so there the logits are scored
     after fake quantization with their own parameters."""
 
-    def __init__(self, index: GraphIndex, feeds, refs, scored: dict[str, str]):
+    def __init__(self, index: GraphIndex, feeds, refs, scored: dict[str, str], parts: dict[str, ConcatTail] | None = None):
         self.index, self.feeds = index, feeds
+        self.parts = dict(parts or {})
         taken = set(index.producer) | set(index.graph_inputs) | set(index.initializers)
         self.names = {out: fresh_name(taken, f"{logits}_scored") for out, logits in scored.items()}
         self.scored = scored
@@ -188,7 +203,7 @@ class _Judge:
         if self.scored:
             model = with_score_outputs(qdq, plan, {v: self.names[o] for o, v in self.scored.items()},
                                        int8_outputs(self.index.model.graph, plan))
-        metrics = evaluate(model, self.feeds, self.refs)
+        metrics = evaluate(model, self.feeds, self.refs, self.parts)
         self.outputs[id(qdq)] = {o: metrics[o] for o in self.index.graph_outputs}
         return {o: metrics[self.names[o]] if o in self.names else metrics[o] for o in self.index.graph_outputs}
 
@@ -262,10 +277,16 @@ def quantize_model(
         proto, calibration, eval_count=config.eval_samples, wanted=wanted, extra_refs=scored.values(),
         progress=(lambda i, n: progress("calibrate", i, n)) if progress else None,
     )
-    judge = _Judge(index, feeds, refs, scored)
+    tails = find_concat_tails(model)
+    judge = _Judge(index, feeds, refs, scored, tails)
     if scored:
         log(f"accuracy scored on the logits of {len(scored)} probability output(s)")
+    if tails:
+        log(f"{len(tails)} concatenated output(s) scored branch by branch")
     _check_inputs(observers, index, log)
+    base_fallback, joins = _split_mixed_concats(index, observers, tails, scheme, base_fallback, log)
+    join_nodes = {k for t in joins.values() for k in t.float_nodes}
+    base_fallback = base_fallback | join_nodes  # simulated in float: the runner joins dequantized branches
     bad = [n for n, o in observers.items() if o.nonfinite]
     if bad:
         log(f"warning: NaN/Inf values in {len(bad)} tensors during calibration (e.g. {bad[0]!r}); they are ignored")
@@ -316,11 +337,36 @@ def quantize_model(
     result_model = ir.from_proto(proto) if equalized else model
     report = _report(index, observers, plan, sensitivity, config, method, trials, output_metrics, budget_met,
                      equalized, len(calibration))
+    if joins:
+        report["joined_outputs"] = {o: t.to_json() for o, t in joins.items()}
     if scored:
         report["scored_on_logits"] = {o: {"tensor": scored[o], **metrics[o]} for o in scored}
     timing = {"statistics_s": t_stats, "total_s": time.perf_counter() - t0}
-    return QuantResult(model=result_model, params=plan.all_params(), fallback=set(plan.fallback), plan=plan,
-                       qdq_model=qdq, metrics=output_metrics, budget_met=budget_met, report=report, timing=timing)
+    return QuantResult(model=result_model, params=plan.all_params(), fallback=set(plan.fallback) - join_nodes,
+                       plan=plan, qdq_model=qdq, metrics=output_metrics, budget_met=budget_met, report=report,
+                       timing=timing, joins=joins)
+
+
+def _split_mixed_concats(index, observers, tails, scheme: QuantScheme, fallback: set[str], log):
+    """Concats of branches with ranges far apart (see :mod:`deploykit.quant.mixed_ranges`): float
+    where the scheme allows, joined by the runner where it can, else a warning.
+    Returns (fallback, joins)."""
+    from deploykit.quant.mixed_ranges import mixed_range_concats
+
+    joins: dict[str, ConcatTail] = {}
+    fallback = set(fallback)
+    for m in mixed_range_concats(index, observers, tails):
+        nodes = set(m.tail.float_nodes) if m.tail is not None else {m.key}
+        if scheme.mixed_precision:
+            fallback |= nodes
+            log(f"{m.describe()}: it runs in float, each branch keeps its own int8 scale")
+        elif scheme.join_outputs and m.tail is not None and m.tail.joinable:
+            joins[m.tail.output] = m.tail
+            log(f"{m.describe()}: the runner joins its branches in float, each with its own int8 scale")
+        else:
+            log(f"warning: {m.describe()}: this target runs no float op, so they share one int8 scale and the "
+                "narrowest branch keeps few levels")
+    return fallback, joins
 
 
 def _clearly_better(budget: AccuracyBudget, a: float, b: float) -> bool:
