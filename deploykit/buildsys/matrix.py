@@ -295,9 +295,10 @@ class Matrix:
                 estimate, source = guess_peak_mb(model_path), "guess"
             row.estimate_mb = estimate
             row.log = str(Path(LOGS_DIR) / f"{row.job.folder}.log")
+            backend = self.registry.target(row.job.target).backend
             tasks.append(Task(job=row.job, spec=spec, estimate_mb=estimate, estimate_from=source,
-                              extra={"key": row.key, "inputs": self.fingerprint.model_files(model_path),
-                                     "software": self.fingerprint.software(self.registry.target(row.job.target).backend)}))
+                              extra={"key": row.key, "backend": backend, "model_files": self.fingerprint.model_files(model_path),
+                                     "software": self.fingerprint.software(backend)}))
         matrix = self
         updates: dict[str, dict[str, Any]] = {}
 

@@ -123,24 +123,26 @@ def _cell(value: Any, fmt: str) -> str:
 
 
 def _print_summary(rows, matrix) -> None:
+    from rich import box
     from rich.table import Table
     from rich.text import Text
 
     from deploykit.effect.report import human
 
-    table = Table(title=f"build matrix ({matrix.executor_name}, {matrix.wall_s:.1f} s)", title_justify="left")
-    for col in ("bundle", "status", "gate", "build s", "peak MB", "size", "p50 ms", "cosine", "coverage"):
-        table.add_column(col, justify="left" if col in ("bundle", "status", "gate", "coverage") else "right")
+    table = Table(title=f"build matrix ({matrix.executor_name}, {matrix.wall_s:.1f} s)", title_justify="left",
+                  box=box.SIMPLE_HEAD, pad_edge=False)
+    for col in ("bundle", "status", "s", "MB", "size", "p50 ms", "cosine"):
+        table.add_column(col, justify="left" if col in ("bundle", "status") else "right", no_wrap=True)
     styles = {"built": "green", "restored": "green", "up to date": "dim", "failed": "red", "skipped": "yellow",
               "out of date": "yellow"}
     for r in rows:
         f = r.figures
-        table.add_row(Text(r.job.id), Text(r.status, style=styles.get(r.status, "")),
-                      Text(r.gate or "—", style="red" if r.gate == "failed" else ""),
-                      _cell(r.seconds, "{:.1f}"), _cell(r.peak_rss_mb, "{:.0f}"),
+        status = Text(r.status, style=styles.get(r.status, ""))
+        if r.gate == "failed":
+            status.append(", gate failed", style="red")
+        table.add_row(Text(r.job.id), status, _cell(r.seconds, "{:.1f}"), _cell(r.peak_rss_mb, "{:.0f}"),
                       human(f["artifact_bytes"], "B") if f.get("artifact_bytes") else "—",
-                      _cell((r.latency or {}).get("latency_ms_p50"), "{:.3g}"), _cell(f.get("cosine"), "{:.5f}"),
-                      Text((f.get("coverage") or {}).get("text") or "—"))
+                      _cell((r.latency or {}).get("latency_ms_p50"), "{:.2g}"), _cell(f.get("cosine"), "{:.4f}"))
     err_console.print(table)
     counts = {s: sum(r.status == s for r in rows) for s in ("built", "restored", "up to date", "failed", "skipped", "out of date")}
     err_console.print(", ".join(f"{n} {s}" for s, n in counts.items() if n) + ": ", end="", markup=False)
