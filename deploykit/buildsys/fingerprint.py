@@ -171,6 +171,7 @@ class Fingerprinter:
             self._core = {
                 "deploykit": __version__,
                 "code": self._code_digest(Path(__file__).resolve().parents[1], CODE_EXCLUDED),
+                "plugins": dict(sorted(self.registry.plugins.items())),  # every manifest lists them all
                 "distributions": {d: _dist_version(d) for d in CORE_DISTRIBUTIONS},
                 "python": f"{sys.version_info[0]}.{sys.version_info[1]}",
                 "host": host_class(),

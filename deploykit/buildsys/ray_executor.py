@@ -145,7 +145,7 @@ class RayExecutor:
 
         if ray.is_initialized():
             return False
-        quiet = {"log_to_driver": False, "logging_level": logging.ERROR}
+        quiet: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.ERROR}
         try:
             if self.address:
                 ray.init(address=self.address, **quiet)
