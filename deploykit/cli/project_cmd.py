@@ -143,7 +143,7 @@ def _print_summary(rows, matrix) -> None:
         table.add_row(Text(r.job.id), status, _cell(r.seconds, "{:.1f}"), _cell(r.peak_rss_mb, "{:.0f}"),
                       human(f["artifact_bytes"], "B") if f.get("artifact_bytes") else "—",
                       _cell((r.latency or {}).get("latency_ms_p50"), "{:.2g}"), _cell(f.get("cosine"), "{:.4f}"))
-    err_console.print(table)
+    err_console.print(table, width=max(err_console.width, 100))  # bundle names are never cut
     counts = {s: sum(r.status == s for r in rows) for s in ("built", "restored", "up to date", "failed", "skipped", "out of date")}
     err_console.print(", ".join(f"{n} {s}" for s, n in counts.items() if n) + ": ", end="", markup=False)
     err_console.print(str(matrix.dist / "matrix.html"), markup=False, highlight=False)
