@@ -11,12 +11,12 @@ Without ``keep_going`` the first failure stops new starts; builds already runnin
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from deploykit.buildsys.project import Job
+from deploykit.effect.host import usable_cores
 
 BASELINE_MB = 350.0  # a small build's peak (interpreter, onnxruntime, the pipeline)
 MODEL_FACTOR = 6.0  # and per MB of model: folded weights, calibration statistics, the artifact
@@ -55,13 +55,6 @@ def available_memory_mb() -> float | None:
     except (OSError, ValueError, IndexError):
         pass
     return None
-
-
-def usable_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
 
 
 def pick(pending: list[Task], running: list[Task], budget_mb: float | None) -> Task | None:
