@@ -339,6 +339,7 @@ def quantize_model(
                      equalized, len(calibration))
     if joins:
         report["joined_outputs"] = {o: t.to_json() for o, t in joins.items()}
+        report["fallback_layers"] = sorted(set(report["fallback_layers"]) - join_nodes)
     if scored:
         report["scored_on_logits"] = {o: {"tensor": scored[o], **metrics[o]} for o in scored}
     timing = {"statistics_s": t_stats, "total_s": time.perf_counter() - t0}

@@ -249,3 +249,34 @@ def topk_agreement(ref: np.ndarray, out: np.ndarray, k: int | None = None) -> fl
     if len(top_o) + len(ties) <= k:
         top_o.update(ties.tolist())
     return float(len(top_o.intersection(top_r.tolist())) / k)
+
+
+def cut_joined_outputs(model, joins: dict[str, ConcatTail]):
+    """A copy of the ``onnx_ir`` model that ends at the branch sources of each joined output (the
+    Concat, its tail and branch ops removed; the sources become graph outputs in its place)."""
+    import onnx
+    import onnx_ir as ir
+
+    proto = ir.to_proto(model)
+    g = proto.graph
+    drop = {k for t in joins.values() for k in t.float_nodes}
+    keep = [n for k, n in enumerate(g.node) if (n.name or f"{n.op_type}#{k}") not in drop]
+    del g.node[:]
+    g.node.extend(keep)
+    values = {v.name: v for v in model.graph.outputs}
+    for node in model.graph:
+        values.update({v.name: v for v in node.outputs})
+    outputs = []
+    for out in g.output:
+        t = joins.get(out.name)
+        if t is None:
+            outputs.append(out)
+            continue
+        for src in t.sources:
+            v = values[src]
+            elem = v.dtype.value if v.dtype is not None else onnx.TensorProto.FLOAT
+            shape = [int(d) for d in v.shape.dims] if v.shape is not None else None
+            outputs.append(onnx.helper.make_tensor_value_info(src, elem, shape))
+    del g.output[:]
+    g.output.extend(outputs)
+    return ir.from_proto(proto)
