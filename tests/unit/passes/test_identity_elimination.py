@@ -94,3 +94,26 @@ def test_identity_returning_an_outer_scope_value_from_an_if_branch_stays():
     assert [n.op_type for n in if_node.attributes["else_branch"].value] == ["Identity"]
     for x in (np.array([[1.0, 2.0]], np.float32), np.array([[-1.0, -2.0]], np.float32)):
         assert_same_outputs(proto, model, {"x": x})
+
+
+def test_max_with_minus_inf_and_min_with_plus_inf_are_removed():
+    """JAX's softmax ``Max(-inf, ReduceMax(x))`` (magika): the infinite constant is folded away."""
+    nodes = [
+        helper.make_node("ReduceMax", ["x"], ["m"], axes=[1], keepdims=1),
+        helper.make_node("Max", ["ninf", "m"], ["a"]),
+        helper.make_node("Min", ["a", "pinf"], ["b"]),
+        helper.make_node("Sub", ["x", "b"], ["y"]),
+    ]
+    proto = make_model(nodes, [("x", [2, 5])], [("y", [2, 5])],
+                       [init("ninf", np.array([-np.inf], np.float32)), init("pinf", np.array(np.inf, np.float32))])
+    model, modified = apply(IdentityEliminationPass, proto)
+    assert modified and op_types(model) == ["ReduceMax", "Sub"]
+    assert_same_outputs(proto, model)
+
+
+def test_max_with_a_finite_or_broadcasting_constant_stays():
+    nodes = [helper.make_node("Max", ["x", "c"], ["a"]), helper.make_node("Max", ["a", "big"], ["y"])]
+    proto = make_model(nodes, [("x", [1, 3])], [("y", [2, 3])],
+                       [init("c", np.array([0.0], np.float32)), init("big", np.full((2, 3), -np.inf, np.float32))])
+    model, modified = apply(IdentityEliminationPass, proto)
+    assert not modified and op_types(model) == ["Max", "Max"]
