@@ -83,6 +83,7 @@ def _name_nodes(model: ir.Model) -> None:
 class EdgeTpuBackend(TFLiteBackend):
     """Coral Edge TPU (USB Accelerator / Dev Board): full-int8 TFLite for edgetpu_compiler."""
 
+    int8_hardswish_rewrite = False  # rewrites.RULES has its own (counted in the report)
     name = "edgetpu"
     description = "Coral Edge TPU: full-integer TFLite (int8 I/O), TPU/CPU split prediction, edgetpu_compiler"
     precisions = ("int8",)

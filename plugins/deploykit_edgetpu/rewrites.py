@@ -41,28 +41,10 @@ import onnx_ir as ir
 from onnxscript.rewriter import pattern
 
 from deploykit.passes._common import attr, const_array, non_negative
+from deploykit_tflite.int8_rewrites import HardSwishDecompose  # noqa: F401 - listed in RULES
+from deploykit_tflite.int8_rewrites import like as _like
 
 
-def _like(x: ir.Value, *values: ir.Value) -> ir.Value:
-    """Give new elementwise results ``x``'s type and shape (the lowering needs static shapes)."""
-    for v in values:
-        v.type, v.shape = x.type, x.shape
-    return values[-1]
-
-
-class HardSwishDecompose(pattern.RewriteRuleClassBase):
-    def pattern(self, op, x):
-        return op.HardSwish(x)
-
-    def rewrite(self, op, x):
-        three = op.Constant(value=ir.tensor(np.array(3.0, np.float32)))
-        zero = op.Constant(value=ir.tensor(np.array(0.0, np.float32)))
-        six = op.Constant(value=ir.tensor(np.array(6.0, np.float32)))
-        sixth = op.Constant(value=ir.tensor(np.array(1.0 / 6.0, np.float32)))
-        added = op.Add(x, three)
-        clipped = op.Clip(added, zero, six)
-        prod = op.Mul(x, clipped)
-        return _like(x, added, clipped, prod, op.Mul(prod, sixth))
 
 
 class LeakyReluToMax(pattern.RewriteRuleClassBase):

@@ -84,6 +84,20 @@ class TFLiteBackend(Backend):
     min_opset = 7
     runner_template = "runner_tflite.py.j2"
     template_package = "deploykit_tflite"
+    # int8: HardSwish decomposed before calibration (subclasses with their own rule set turn it off)
+    int8_hardswish_rewrite: ClassVar[bool] = True
+
+    def prepare(self, model: ir.Model, options) -> ir.Model:
+        """int8: HardSwish as ADD(+RELU6)/MUL/MUL before calibration (:mod:`.int8_rewrites`)."""
+        model = super().prepare(model, options)
+        if options is not None and options.precision == "int8" and self.int8_hardswish_rewrite:
+            from deploykit_tflite.int8_rewrites import decompose_hardswish
+
+            if decompose_hardswish(model):
+                from deploykit.passes import canonicalize
+
+                model = canonicalize(model, passes=[])  # topological order, names, shapes of new values
+        return model
 
     def analyze(self, model: ir.Model) -> list[NodeSupport]:
         """The op table, plus: nodes computable at build time are folded (supported whatever their type)."""

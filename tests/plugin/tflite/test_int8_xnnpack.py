@@ -107,3 +107,42 @@ def test_delegation_report_handles_undelegated_ops_with_several_outputs(tmp_path
     x = rep["backend_report"].get("xnnpack")
     assert x is not None, rep["notes"]
     assert x["undelegated"].get("SPLIT") == 1 and any(e.startswith("SPLIT -> ") for e in x["examples"]), x
+
+
+def test_int8_hardswish_runs_as_xnnpack_int8_ops(tmp_path):
+    """int8 HARD_SWISH has no XNNPACK kernel: each one became DEQUANTIZE -> float HARD_SWISH ->
+    QUANTIZE (PP-LCNet int8 slower than fp32 on a Pi, issue 19). It is ADD(+RELU6), MUL, MUL now."""
+    rng = np.random.default_rng(0)
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["c1"], pads=[1, 1, 1, 1]),
+             helper.make_node("HardSwish", ["c1"], ["h1"]),
+             helper.make_node("Conv", ["h1", "w2"], ["c2"], pads=[1, 1, 1, 1]),
+             helper.make_node("HardSwish", ["c2"], ["y"])]
+    path = model(tmp_path / "m.onnx", nodes, {"x": [1, 3, 8, 8]}, {"y": [1, 8, 8, 8]},
+                 {"w1": rng.standard_normal((8, 3, 3, 3)).astype(np.float32),
+                  "w2": rng.standard_normal((8, 8, 3, 3)).astype(np.float32)})
+    calib = tmp_path / "calib.npy"
+    np.save(calib, rng.standard_normal((16, 3, 8, 8)).astype(np.float32))
+    res = build(path, tmp_path / "out", precision="int8", calibration=str(calib))
+    assert res.manifest["verification"]["status"] == "passed", res.manifest["verification"]
+    # (the engine may still run a chain in float where that is clearly more accurate: not here)
+    assert res.manifest["quantization"]["fallback_layers"] == [], res.manifest["quantization"]
+    rep = report(tmp_path / "out")["backend_report"]
+    assert "HARD_SWISH" not in rep["operators"] and rep["int8"]["float_ops"] == {}, rep
+    assert rep["int8"]["dequantize"] == 1 and rep["xnnpack"]["partitions"] == 1, rep
+
+
+def test_hardswish_is_decomposed_for_int8_builds_only():
+    import onnx_ir as ir
+
+    from deploykit.backend import BuildOptions
+    from tflite_testlib import registry
+
+    g = helper.make_graph([helper.make_node("HardSwish", ["x"], ["y"])], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])])
+    proto = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    reg = registry()
+    backend = reg.backends["tflite"](reg.target("rpi4"))
+    for precision, expected in (("fp32", ["HardSwish"]), ("int8", ["Add", "Clip", "Mul", "Mul"])):
+        m = backend.prepare(ir.from_proto(proto), BuildOptions(precision=precision))
+        assert sorted(n.op_type for n in m.graph if n.op_type != "Constant") == expected
