@@ -144,9 +144,8 @@ class EdgeTpuBackend(TFLiteBackend):
         from deploykit_edgetpu.support import predict
         from deploykit_edgetpu.fuse import optimize
         from deploykit_edgetpu.converters import CONVERTERS
-        from deploykit_tflite.lowering import Lowering
 
-        graph = optimize(Lowering(model).run(CONVERTERS))
+        graph = optimize(_tpu_lowering(model).run(CONVERTERS))
         return graph, predict(graph, self.min_runtime, check_dtypes=False)
 
     def analyze(self, model: ir.Model) -> list[NodeSupport]:
@@ -210,10 +209,10 @@ class EdgeTpuBackend(TFLiteBackend):
         from deploykit_edgetpu.fuse import optimize
         from deploykit_tflite.int8 import resolve_params
         from deploykit_edgetpu.converters import CONVERTERS
-        from deploykit_tflite.lowering import Lowering, UnsupportedNode
+        from deploykit_tflite.lowering import UnsupportedNode
 
         overrides = getattr(getattr(ctx.quant, "plan", None), "float_values", None) if ctx.quant is not None else None
-        lowering = Lowering(ctx.model, overrides)
+        lowering = _tpu_lowering(ctx.model, overrides)
         try:
             graph = lowering.run(CONVERTERS)
         except UnsupportedNode as e:
@@ -297,3 +296,14 @@ class EdgeTpuBackend(TFLiteBackend):
         reqs = list(self.profile.requirements)
         index = self._option("pip_extra_index_url")
         return ([f"--extra-index-url {index}"] if index else []) + reqs
+
+
+def _tpu_lowering(model, overrides=None):
+    """The TFLite lowering with the Edge TPU's choices: nearest upsampling stays
+    RESIZE_NEAREST_NEIGHBOR (an Edge TPU op), not CONCATENATION + DEPTH_TO_SPACE (no Edge TPU op:
+    the TPU segment of a detector's FPN stopped there, 39-52 % of MACs on the TPU)."""
+    from deploykit_tflite.lowering import Lowering
+
+    lowering = Lowering(model, overrides)
+    lowering.nearest_as_depth_to_space = False
+    return lowering

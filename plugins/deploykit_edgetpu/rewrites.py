@@ -84,7 +84,10 @@ class ResizeNearestHalfPixel(pattern.RewriteRuleClassBase):
 
     def check(self, context, x, y, **_):
         node = y.producer()
-        if attr(node, "mode", "nearest") != "nearest" or attr(node, "coordinate_transformation_mode") not in HALF_PIXEL:
+        # no attribute: half_pixel from Resize-11 on (inputs X, roi, scales[, sizes]); Resize-10 (X,
+        # scales) is asymmetric already
+        ctm = attr(node, "coordinate_transformation_mode", "half_pixel" if len(node.inputs) >= 3 else "asymmetric")
+        if attr(node, "mode", "nearest") != "nearest" or ctm not in HALF_PIXEL:
             return False
         if attr(node, "nearest_mode", "round_prefer_floor") not in ("round_prefer_floor", "round_prefer_ceil"):
             return False
