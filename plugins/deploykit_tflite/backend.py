@@ -88,15 +88,18 @@ class TFLiteBackend(Backend):
     int8_hardswish_rewrite: ClassVar[bool] = True
 
     def prepare(self, model: ir.Model, options) -> ir.Model:
-        """int8: HardSwish as ADD(+RELU6)/MUL/MUL before calibration (:mod:`.int8_rewrites`)."""
+        """int8: LayerNorm/GELU fused (at opset 20 if need be), HardSwish as ADD(+RELU6)/MUL/MUL,
+        before calibration (:mod:`.int8_rewrites`)."""
         model = super().prepare(model, options)
-        if options is not None and options.precision == "int8" and self.int8_hardswish_rewrite:
-            from deploykit_tflite.int8_rewrites import decompose_hardswish
+        if options is None or options.precision != "int8":
+            return model
+        from deploykit_tflite.int8_rewrites import decompose_hardswish, fuse_at_newer_opset
 
-            if decompose_hardswish(model):
-                from deploykit.passes import canonicalize
+        model, _ = fuse_at_newer_opset(model)
+        if self.int8_hardswish_rewrite and decompose_hardswish(model):
+            from deploykit.passes import canonicalize
 
-                model = canonicalize(model, passes=[])  # topological order, names, shapes of new values
+            model = canonicalize(model, passes=[])  # topological order, names, shapes of new values
         return model
 
     def analyze(self, model: ir.Model) -> list[NodeSupport]:
