@@ -122,10 +122,12 @@ class TFLiteBackend(Backend):
     @staticmethod
     def _delegation(ctx: BuildContext) -> dict[str, Any] | None:
         """How XNNPACK partitions the written model (LiteRT on this host); a note when it splits."""
-        from deploykit_tflite.delegation import xnnpack_delegation
+        from deploykit_tflite.delegation import checked_delegation
 
-        try:
-            d = xnnpack_delegation(ctx.workdir / MODEL_FILE)
+        try:  # in a child process: a LiteRT abort raises DeployError here instead of killing the build
+            d = checked_delegation(ctx.workdir / MODEL_FILE)
+        except DeployError:
+            raise
         except Exception as e:  # noqa: BLE001 - the verify step reports load failures in full
             ctx.note(f"XNNPACK delegation not checked: {type(e).__name__}: {e}"[:300])
             return None

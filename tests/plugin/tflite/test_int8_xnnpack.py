@@ -169,3 +169,35 @@ def test_int8_fuses_gelu_of_models_below_opset_20(tmp_path):
     ops = report(tmp_path / "out")["backend_report"]["operators"]
     assert "GELU" in ops and "TANH" not in ops, ops
     assert res.manifest["verification"]["status"] == "passed", res.manifest["verification"]
+
+
+def test_attention_mask_bias_of_float_min_stays_float_instead_of_aborting_litert(tmp_path):
+    """``scores + (1 - mask) * finfo(float32).min`` (MiniLM): as an int8 ADD the rescale factor is
+    ~1e-37 and TFLite aborted (SIGABRT) at allocate_tensors, killing the build (issue 19)."""
+    rng = np.random.default_rng(0)
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["s"]),
+             helper.make_node("Sub", ["one", "mask"], ["inv"]),
+             helper.make_node("Mul", ["inv", "fmin"], ["bias"]),
+             helper.make_node("Add", ["s", "bias"], ["masked"]),
+             helper.make_node("Softmax", ["masked"], ["y"], axis=-1)]
+    path = model(tmp_path / "m.onnx", nodes, {"x": [1, 8, 8], "mask": [1, 1, 8]}, {"y": [1, 8, 8]},
+                 {"w": rng.standard_normal((8, 8)).astype(np.float32), "one": np.float32(1),
+                  "fmin": np.float32(np.finfo(np.float32).min)})
+    mask = np.ones((16, 1, 8), np.float32)
+    mask[:, :, 6:] = 0
+    np.savez(tmp_path / "calib.npz", x=rng.standard_normal((16, 8, 8)).astype(np.float32), mask=mask)
+    res = build(path, tmp_path / "out", precision="int8", calibration=str(tmp_path / "calib.npz"))
+    assert res.manifest["verification"]["status"] == "passed", res.manifest["verification"]
+    assert "ADD" in report(tmp_path / "out")["backend_report"]["int8"]["float_ops"]
+
+
+def test_litert_abort_in_the_delegation_probe_is_one_clean_error(tmp_path, monkeypatch):
+    import subprocess
+
+    from deploykit.errors import DeployError
+    from deploykit_tflite import delegation
+
+    monkeypatch.setattr(delegation.subprocess if hasattr(delegation, "subprocess") else subprocess, "run",
+                        lambda cmd, **kw: subprocess.CompletedProcess(cmd, -6, "", "INFO: x\n"))
+    with pytest.raises(DeployError, match=r"LiteRT crashed \(SIGABRT\)"):
+        delegation.checked_delegation(tmp_path / "m.tflite")
