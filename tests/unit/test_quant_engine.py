@@ -401,3 +401,23 @@ def test_non_finite_constants_are_refused_with_the_tensor_name(tmp_path):
                         graph_inputs(model))
     with pytest.raises(DeployError, match="'minus_inf' is not finite"):
         quantize_model(model, samples, QuantScheme(), QuantConfig(method="minmax"))
+
+
+def test_tensor_sqnr_of_an_overflowing_quantization_is_minus_inf():
+    """A mask of float32 min (MiniLM) gets a scale of ~1e36: dequantized values can overflow to inf
+    and the SQNR raised 'math domain error' (an internal error on jetson-orin-nano, issue 19)."""
+    import math
+
+    from deploykit.quant.engine import tensor_sqnr
+
+    class Overflowing:  # what params of scale ~1e36 do at the float32 edge
+        def quantize(self, x):
+            return np.full(x.shape, -128, np.int8)
+
+        def dequantize(self, q):
+            return np.full(q.shape, -np.inf, np.float32)
+
+    obs = TensorObserver("mask")
+    obs.observe(np.array([np.finfo(np.float32).min, 0.0, 1.0], np.float32))
+    with np.errstate(all="ignore"):
+        assert tensor_sqnr(obs, Overflowing()) == -math.inf
