@@ -256,6 +256,8 @@ def write_report(rows: list[dict], meta: dict) -> None:
         "model in ONNX Runtime; latency ratios measured in one process on this machine.", "",
         f"**{count('built')} / {n} built, {count('refused')} refused, {count('crashed')} crashed**; "
         f"non-finite outputs reported as passed: {len(nf_passed)}; refusals after calibration work: {len(late)}.", "",
+        *([f"{len(meta['rerun'])} cell(s) re-run after the full run, with later fixes: "
+           f"{', '.join(meta['rerun'])}.", ""] if meta.get("rerun") else []),
         "| model | " + " | ".join(builds) + " |",
         "|---|" + "---|" * len(builds),
     ]
@@ -322,12 +324,20 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{m.name:18s} rpi4 int8/fp32 latency {pair['int8']['latency_ratio']:.2f}", flush=True)
     meta = {"cpu": cpu_model(), "cpu_class": _cpu_class(), "memory_gb": memory_gb(), "python": platform.python_version(),
             "seconds": time.perf_counter() - t0, "calib": args.calib, "held": args.held}
-    if not args.no_write and not names and not args.builds:
-        write_report(rows, meta)
-    else:
+    if args.no_write:
         out = WORK / "partial.json"
         out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
-        print(f"partial run: rows in {out}")
+        print(f"rows in {out}")
+    elif not names and not args.builds:
+        write_report(rows, meta)
+    else:  # a partial re-run replaces its cells in the last full results
+        old = json.loads((RESULTS / "wild.json").read_text())
+        done = {(r["model"], r["target"], r["precision"]) for r in rows}
+        merged = [r for r in old["rows"] if (r["model"], r["target"], r["precision"]) not in done] + rows
+        order = {m.name: i for i, m in enumerate(corpus.CORPUS)}
+        merged.sort(key=lambda r: (order.get(r["model"], 99), BUILDS.index(f"{r['target']}:{r['precision']}")))
+        old["meta"]["rerun"] = sorted({*old["meta"].get("rerun", []), *(f"{m}:{t}:{p}" for m, t, p in done)})
+        write_report(merged, old["meta"])
     return 0
 
 
