@@ -211,8 +211,11 @@ def build(request: BuildRequest, registry: Registry | None = None, reporter: Rep
                 verification = {"status": "skipped", "reason": reason}
                 reporter.warn(f"verification skipped: {reason}")
             else:
-                outs, runtime = run_bundle(work, feeds, threads=profile.threads)
-                verification = verify_outputs(refs, outs, precision, runtime)
+                try:
+                    outs, runtime = run_bundle(work, feeds, threads=profile.threads)
+                    verification = verify_outputs(refs, outs, precision, runtime)
+                except (RuntimeError, ValueError) as e:  # the runtime refused these inputs
+                    verification = _runtime_refused(e, len(feeds), not request.calibration)
                 if verification["status"] != "passed":
                     reporter.warn("verification FAILED: " + "; ".join(verification["problems"]))
         report = {
@@ -251,6 +254,17 @@ def build(request: BuildRequest, registry: Registry | None = None, reporter: Rep
                                bundle_runs=verification.get("status") != "skipped")
             manifest = metadata()
     return BuildResult(out_dir=out_dir.absolute(), manifest=manifest, report=report)
+
+
+def _runtime_refused(error: Exception, samples: int, random_inputs: bool) -> dict[str, Any]:
+    """Verification result when the bundle's runtime raised on the verification samples (e.g.
+    TFLite's GATHER on random "ids" out of range: ONNX Runtime wraps negative indices, TFLite
+    refuses them)."""
+    line = " ".join(str(error).split())[:300]
+    hint = (" (verification ran on random inputs; pass --calibration with real inputs to verify on them)"
+            if random_inputs else "")
+    return {"status": "failed", "runtime": "the bundle's runner", "samples": samples, "outputs": {},
+            "problems": [f"the runtime raised on the verification samples: {type(error).__name__}: {line}{hint}"]}
 
 
 def _compress(model, spec, calibration: SampleSet | None, reporter: Reporter):
