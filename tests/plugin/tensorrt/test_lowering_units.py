@@ -236,3 +236,23 @@ def test_lowering_drops_default_attributes_the_older_opset_lacks():
     allow.CopyFrom(model)
     allow.graph.node[0].attribute[0].i = 1
     assert list(opset.lower_opset(allow, 13)[1]) == ["reshape"]
+
+
+def test_fp16_range_check_finds_layers_beyond_65504_and_pins_them_to_fp32():
+    """A power spectrogram overflows fp16 (issue 19): fp32 host verification cannot see it, so the
+    build measures fp32 values against 65504 and keeps those layers fp32 where trtexec can."""
+    import onnx_ir as ir
+
+    from deploykit.reference import fp16_overflows
+
+    g = helper.make_graph([helper.make_node("Mul", ["x", "x"], ["power"], name="square"),
+                           helper.make_node("Log", ["power"], ["y"], name="log")], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])])
+    model = ir.from_proto(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]))
+    feeds = [{"x": np.array([[1.0, 10.0, 300.0, 2.0]], np.float32)}, {"x": np.ones((1, 4), np.float32)}]
+    assert fp16_overflows(model, feeds) == {"square": 90000.0}
+    assert fp16_overflows(model, [feeds[1]]) == {}
+    s = trtexec.EngineSettings("10.3", "fp16", 256, 0, "trtexec", True)
+    args = trtexec.trtexec_args(s, "model.onnx", "e.engine", "t.cache", keep_fp32=["square"])
+    assert "--precisionConstraints=obey" in args and "--layerPrecisions=square:fp32" in args
