@@ -256,3 +256,23 @@ def test_fp16_range_check_finds_layers_beyond_65504_and_pins_them_to_fp32():
     s = trtexec.EngineSettings("10.3", "fp16", 256, 0, "trtexec", True)
     args = trtexec.trtexec_args(s, "model.onnx", "e.engine", "t.cache", keep_fp32=["square"])
     assert "--precisionConstraints=obey" in args and "--layerPrecisions=square:fp32" in args
+
+
+def test_qdq_placement_keeps_initializers_read_inside_if_bodies():
+    """An If body reads main-graph weights by name (openWakeWord's verifier): dropping them as
+    'unused' made the jetson-orin-nano int8 model invalid (issue 19)."""
+    then_b = helper.make_graph([helper.make_node("MatMul", ["h", "wv"], ["t"])], "then", [],
+                               [helper.make_tensor_value_info("t", TensorProto.FLOAT, [1, 4])])
+    else_b = helper.make_graph([helper.make_node("Identity", ["h"], ["e"])], "else", [],
+                               [helper.make_tensor_value_info("e", TensorProto.FLOAT, [1, 4])])
+    g = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["h"]), helper.make_node("ReduceSum", ["h"], ["s"], keepdims=0),
+         helper.make_node("Greater", ["s", "zero"], ["c"]),
+         helper.make_node("If", ["c"], ["y"], then_branch=then_b, else_branch=else_b)], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])], [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
+        [numpy_helper.from_array(np.eye(4, dtype=np.float32), "w"), numpy_helper.from_array(np.eye(4, dtype=np.float32) * 2, "wv"),
+         numpy_helper.from_array(np.array(0.0, np.float32), "zero")])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    placed, _ = qdq.place_for_tensorrt(model, {})
+    assert "wv" in {t.name for t in placed.graph.initializer}
+    onnx.checker.check_model(placed, full_check=True)
