@@ -32,6 +32,9 @@ PASSTHROUGH = {"RESHAPE": 0, "TRANSPOSE": 0, "MAX_POOL_2D": 0, "PAD": 0, "PADV2"
                "MAXIMUM": 0, "MINIMUM": 0}
 FIXED = {"LOGISTIC": (1.0 / 256, -128), "TANH": (1.0 / 128, 0)}
 NEVER_REQUANT_NEEDED = frozenset(PASSTHROUGH) | frozenset(FIXED)
+# element-wise max/min: with one constant they keep the input's params; with two activations both are
+# requantized to the output's (an order-preserving map, so max/min commute with it)
+TWO_SIDED = frozenset({"MAXIMUM", "MINIMUM"})
 # XNNPACK's int8 scale-ratio limits (facts §2): outside them the node leaves the delegate and
 # splits the graph. ADD/SUB: input_scale / output_scale; MUL: in1 * in2 / output_scale;
 # CONV/FC requantization: input_scale * weight_scale / output_scale.
@@ -202,6 +205,8 @@ class Int8Rewriter:
         if op.node in self.fallback:
             return False
         acts = [t for t in op.inputs if t is not None and not t.is_const and t.dtype in ("float32", "int8")]
+        if op.code in TWO_SIDED and len(acts) == 2:  # max(x, a*x) of LeakyReLU, TF's Maximum of two tensors
+            return all(self.qp(t) is not None for t in acts) and self.qp(op.outputs[0]) is not None
         if op.code in self.PASSTHROUGH:
             data = op.inputs[self.PASSTHROUGH[op.code]]
             if op.code == "GATHER" and data.is_const:  # embedding table: quantized with the output's params
@@ -242,6 +247,10 @@ class Int8Rewriter:
             elif op.code == "GATHER" and op.inputs[0].is_const:
                 q = self.qp(op.outputs[0])
                 op.inputs[0] = self.as_int8(op.inputs[0], q)
+                outs = [q]
+            elif op.code in TWO_SIDED and sum(1 for t in op.inputs if t is not None and not t.is_const) == 2:
+                q = self.qp(op.outputs[0])  # both operands on the output's params (like CONCATENATION)
+                op.inputs = [self.as_int8(t, q) for t in op.inputs]
                 outs = [q]
             elif op.code in self.PASSTHROUGH:
                 di = self.PASSTHROUGH[op.code]

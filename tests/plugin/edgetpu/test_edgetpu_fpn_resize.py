@@ -45,3 +45,23 @@ def test_nearest_upsampling_per_target(cli, tmp_path, target):
     else:  # XNNPACK has no RESIZE_NEAREST_NEIGHBOR kernel: the delegated spelling stays
         assert "DEPTH_TO_SPACE" in ops and "RESIZE_NEAREST_NEIGHBOR" not in ops, ops
     assert rep["verification"]["status"] == "passed", rep["verification"]
+
+
+def test_maximum_of_two_activations_is_integer(cli, tmp_path):
+    """TF's Maximum of two tensors (openWakeWord's speech embedding: 19 of them) stayed float, and
+    the Edge TPU refused the model; both operands now take the output's int8 params (issue 19)."""
+    rng = np.random.default_rng(0)
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["a"], pads=[1, 1, 1, 1]),
+             helper.make_node("Conv", ["x", "w2"], ["b"], pads=[1, 1, 1, 1]),
+             helper.make_node("Max", ["a", "b"], ["m"]),
+             helper.make_node("Conv", ["m", "w3"], ["y"], pads=[1, 1, 1, 1])]
+    src = model(tmp_path / "max.onnx", nodes, {"x": [1, 3, 8, 8]}, {"y": [1, 4, 8, 8]},
+                {"w1": rng.normal(0, 0.5, (4, 3, 3, 3)).astype(np.float32), "w2": rng.normal(0, 0.5, (4, 3, 3, 3)).astype(np.float32),
+                 "w3": rng.normal(0, 0.5, (4, 4, 3, 3)).astype(np.float32)})
+    out = tmp_path / "b"
+    proc = cli("build", src, "--target", "coral-usb", "--calibration", calibration(src, tmp_path / "c.npy", n=8), "-o", out, env=ENV)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert_all_integer(out / "model.tflite")
+    rep = report(out)
+    assert rep["backend_report"]["edgetpu"]["tpu_mac_share"] == 1.0 and "MAXIMUM" in rep["backend_report"]["operators"]
+    assert rep["verification"]["status"] == "passed", rep["verification"]
