@@ -253,6 +253,8 @@ def write_report(rows: list[dict], meta: dict) -> None:
         f"`python benchmarks/wild/run.py` ({meta['seconds']:.0f} s). Calibration: {meta['calib']} generated samples "
         f"(seed 1); accuracy on {meta['held']} held-out samples (seed 2) through the bundle's own runner vs the fp32 "
         "model in ONNX Runtime; latency ratios measured in one process on this machine.", "",
+        *([f"Run cut short: {meta['models_done']} of {meta['models_total']} models done (conv nets first).", ""]
+          if meta.get("models_done", meta.get("models_total", 0)) < meta.get("models_total", 0) else []),
         f"**{count('built')} / {n} built, {count('refused')} refused, {count('crashed')} crashed**; "
         f"non-finite outputs reported as passed: {len(nf_passed)}; refusals after calibration work: {len(late)}.", "",
         *([f"{len(meta['rerun'])} cell(s) re-run after the full run, with later fixes: "
@@ -275,6 +277,11 @@ def write_report(rows: list[dict], meta: dict) -> None:
         if m.name in models:
             lines.append(f"| {m.name} | {m.package} | {m.task} | {m.exporter} | {', '.join(m.tags)} |")
     (RESULTS / "wild.md").write_text("\n".join(lines) + "\n")
+
+
+def _meta(args, t0: float) -> dict:
+    return {"cpu": cpu_model(), "cpu_class": _cpu_class(), "memory_gb": memory_gb(), "python": platform.python_version(),
+            "seconds": time.perf_counter() - t0, "calib": args.calib, "held": args.held}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -301,7 +308,10 @@ def main(argv: list[str] | None = None) -> int:
     builds = [b for b in args.builds.split(",") if b] or list(BUILDS)
     t0 = time.perf_counter()
     rows: list[dict] = []
-    for m in corpus.CORPUS:
+    # conv nets first (the goals on them are the strictest), then the rest in corpus order
+    ordered = sorted(corpus.CORPUS, key=lambda m: (not m.cnn, corpus.CORPUS.index(m)))
+    full = not names and not args.builds and not args.no_write
+    for m in ordered:
         if names and m.name not in names:
             continue
         calib = corpus.write_calibration(m, args.calib, 1, WORK / "calib" / f"{m.name}.npz")
@@ -321,13 +331,15 @@ def main(argv: list[str] | None = None) -> int:
                 pair["fp32"]["latency_ms"] = round(lat[pair["fp32"]["bundle"]], 3)
                 pair["int8"]["latency_ratio"] = round(lat[pair["int8"]["bundle"]] / lat[pair["fp32"]["bundle"]], 3)
                 print(f"{m.name:18s} rpi4 int8/fp32 latency {pair['int8']['latency_ratio']:.2f}", flush=True)
-    meta = {"cpu": cpu_model(), "cpu_class": _cpu_class(), "memory_gb": memory_gb(), "python": platform.python_version(),
-            "seconds": time.perf_counter() - t0, "calib": args.calib, "held": args.held}
+        if full:  # results after every model: a run cut short still leaves its rows
+            write_report(rows, {**_meta(args, t0), "models_done": len({r["model"] for r in rows}),
+                                "models_total": len(corpus.CORPUS)})
+    meta = _meta(args, t0)
     if args.no_write:
         out = WORK / "partial.json"
         out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
         print(f"rows in {out}")
-    elif not names and not args.builds:
+    elif full:
         write_report(rows, meta)
     else:  # a partial re-run replaces its cells in the last full results
         old = json.loads((RESULTS / "wild.json").read_text())
