@@ -13,8 +13,6 @@ JSON line.
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -42,24 +40,15 @@ def runtime_precisions(compiled, layer_types=LAYER_TYPES) -> dict[str, dict[str,
 
 def compile_in_child(xml: Path, config: dict[str, Any], device: str = "CPU") -> dict[str, dict[str, int]]:
     """Compile ``xml`` on ``device`` in a child process; the runtime precisions of its layers."""
+    from deploykit.childproc import run_json
+
     cmd = [sys.executable, "-m", "deploykit_openvino.probe", str(xml), json.dumps(config), device]
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        raise DeployError(f"OpenVINO's {device} plugin did not finish compiling the model in {TIMEOUT_S} s") from None
-    if proc.returncode < 0:
-        try:
-            name = signal.Signals(-proc.returncode).name
-        except ValueError:
-            name = f"signal {-proc.returncode}"
-        raise DeployError(f"OpenVINO's {device} plugin crashed ({name}) compiling the model; this is a bug in "
-                          "OpenVINO for this graph: try another --precision, or report it to OpenVINO")
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-    if proc.returncode != 0 or not lines:
-        last = [ln.strip() for ln in proc.stderr.splitlines() if ln.strip()]
-        detail = last[-1].split(": ", 1)[-1] if last else f"exit code {proc.returncode}"
-        raise DeployError(f"OpenVINO's {device} plugin could not compile the model: {detail[:400]}")
-    return json.loads(lines[-1])
+        return run_json(cmd, f"OpenVINO's {device} plugin compiling the model", TIMEOUT_S,
+                        "this is a bug in OpenVINO for this graph: try another --precision, or report it to OpenVINO")
+    except RuntimeError as e:
+        detail = str(e).split(": ", 1)[-1]
+        raise DeployError(f"OpenVINO's {device} plugin could not compile the model: {detail[:400]}") from None
 
 
 def main(argv: list[str]) -> int:

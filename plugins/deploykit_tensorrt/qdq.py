@@ -22,7 +22,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from deploykit.quant.qdq import toposort
+from deploykit.quant.qdq import _referenced, toposort
 
 WEIGHT_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})
 # op -> input indices whose activations TensorRT consumes in INT8 when a Q/DQ pair feeds them
@@ -277,20 +277,9 @@ def _weights_as_float_qdq(gr: _Graph) -> None:
     gr.g.node.extend(extra)
 
 
-def _names_used(nodes) -> set[str]:
-    """Inputs of ``nodes`` and of every node in their If/Loop/Scan bodies (which read outer values
-    by name: hey_jarvis' verifier weights live in the main graph)."""
-    used: set[str] = set()
-    for n in nodes:
-        used.update(n.input)
-        for a in n.attribute:
-            for body in ([a.g] if a.HasField("g") else []) + list(a.graphs):
-                used |= _names_used(body.node)
-    return used
-
-
 def _drop_unused_initializers(g: onnx.GraphProto) -> None:
-    used = _names_used(g.node) | {o.name for o in g.output}
+    # If/Loop/Scan bodies read outer values by name (hey_jarvis' verifier weights live in the main graph)
+    used = _referenced(g.node) | {o.name for o in g.output}
     keep = [t for t in g.initializer if t.name in used]
     del g.initializer[:]
     g.initializer.extend(keep)

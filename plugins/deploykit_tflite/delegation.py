@@ -83,31 +83,13 @@ def _probe(model_path: str, threads: int) -> dict:
 def checked_delegation(model_path: str | Path, threads: int = 1, timeout: float = 600) -> Delegation:
     """:func:`xnnpack_delegation` in a child process that also runs the model once: LiteRT aborting
     (SIGABRT/SIGSEGV) on a model is a clean error, not the end of the build (issue 19: MiniLM int8)."""
-    import json
-    import signal
-    import subprocess
     import sys
 
-    from deploykit.errors import DeployError
+    from deploykit.childproc import run_json
 
-    cmd = [sys.executable, "-m", "deploykit_tflite.delegation", str(model_path), str(threads)]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        raise DeployError(f"LiteRT did not finish loading and running the model once in {timeout:.0f} s") from None
-    if proc.returncode < 0:
-        try:
-            name = signal.Signals(-proc.returncode).name
-        except ValueError:
-            name = f"signal {-proc.returncode}"
-        detail = next((ln.strip() for ln in reversed(proc.stderr.splitlines()) if ln.strip() and "INFO:" not in ln), "")
-        raise DeployError(f"LiteRT crashed ({name}) loading and running the lowered model on this host"
-                          + (f": {detail[:300]}" if detail else "") + "; this is a lowering bug, please report it")
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-    if proc.returncode != 0 or not lines:
-        last = [ln.strip() for ln in proc.stderr.splitlines() if ln.strip()]
-        raise RuntimeError(last[-1] if last else f"exit code {proc.returncode}")
-    d = json.loads(lines[-1])
+    d = run_json([sys.executable, "-m", "deploykit_tflite.delegation", str(model_path), str(threads)],
+                 "LiteRT loading and running the lowered model on this host", timeout,
+                 "this is a lowering bug, please report it")
     return Delegation(d["partitions"], d["undelegated"], d["examples"])
 
 

@@ -45,7 +45,9 @@ def test_child_death_is_one_clean_error(tmp_path, monkeypatch, returncode, expec
         assert cmd[1:3] == ["-m", "deploykit_openvino.probe"]
         return subprocess.CompletedProcess(cmd, returncode, stdout="", stderr="Traceback ...\nRuntimeError: boom\n")
 
-    monkeypatch.setattr(probe.subprocess, "run", fake_run)
+    from deploykit import childproc
+
+    monkeypatch.setattr(childproc.subprocess, "run", fake_run)
     with pytest.raises(DeployError, match=expected.replace("(", r"\(").replace(")", r"\)")) as e:
         probe.compile_in_child(tmp_path / "m.xml", {})
     assert "\n" not in str(e.value)

@@ -197,7 +197,8 @@ def test_litert_abort_in_the_delegation_probe_is_one_clean_error(tmp_path, monke
     from deploykit.errors import DeployError
     from deploykit_tflite import delegation
 
-    monkeypatch.setattr(delegation.subprocess if hasattr(delegation, "subprocess") else subprocess, "run",
-                        lambda cmd, **kw: subprocess.CompletedProcess(cmd, -6, "", "INFO: x\n"))
-    with pytest.raises(DeployError, match=r"LiteRT crashed \(SIGABRT\)"):
+    from deploykit import childproc
+
+    monkeypatch.setattr(childproc.subprocess, "run", lambda cmd, **kw: subprocess.CompletedProcess(cmd, -6, "", "INFO: x\n"))
+    with pytest.raises(DeployError, match=r"LiteRT .* crashed \(SIGABRT\)"):
         delegation.checked_delegation(tmp_path / "m.tflite")
