@@ -216,6 +216,12 @@ def _child(cmd: list[str], timeout: float) -> dict:
 
 
 # ---------------------------------------------------------------- report
+def _scrub(text: str) -> str:
+    """Machine paths out of messages and rows (a results file names no folder of this machine)."""
+    text = text.replace(str(ROOT) + "/", "")
+    return re.sub(r"(?:/[\w.+-]+){2,}", lambda m: "<...>/" + m.group(0).rsplit("/", 1)[-1], text)
+
+
 def _cell(r: dict) -> str:
     if r["status"] == "built":
         bits = [r.get("verification") or "?"]
@@ -239,6 +245,7 @@ def _cell(r: dict) -> str:
 
 def write_report(rows: list[dict], meta: dict) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
+    rows = json.loads(_scrub(json.dumps(rows)))
     (RESULTS / "wild.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1, sort_keys=True) + "\n")
     builds = [b for b in BUILDS if any(f"{r['target']}:{r['precision']}" == b for r in rows)]
     models = list(dict.fromkeys(r["model"] for r in rows))
