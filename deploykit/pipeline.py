@@ -23,7 +23,7 @@ from deploykit.ir import graph_inputs, graph_outputs, load_model, parse_input_sh
 from deploykit import passes
 from deploykit.plugins import Registry, default_registry
 from deploykit.quant.calibration import SampleSet, load_samples, random_samples
-from deploykit.reference import run_reference
+from deploykit.reference import check_pinned_model_loads, run_reference
 from deploykit.verification import run_bundle, verify_outputs
 
 VERIFY_SAMPLES = 4
@@ -180,6 +180,7 @@ def build(request: BuildRequest, registry: Registry | None = None, reporter: Rep
         support = backend.analyze(model)
         if any(s.status is Support.UNSUPPORTED for s in support):
             raise unsupported_error(support, profile.name)
+        check_pinned_model_loads(model)
     if request.calibration and calibration is None:
         with reporter.stage("calibration data"):
             samples = load_samples(request.calibration, inputs, limit=request.calibration_samples, images=request.images)
@@ -224,13 +225,16 @@ def build(request: BuildRequest, registry: Registry | None = None, reporter: Rep
                 verification = {"status": "skipped", "reason": reason}
                 reporter.warn(f"verification skipped: {reason}")
             else:
-                outs, runtime = run_bundle(work, feeds, threads=profile.threads)
-                verification = verify_outputs(refs, outs, precision, runtime, parts=_output_parts(model))
-                if eval_set is not None:
-                    names = [o.name for o in outputs]
-                    _verify_task(verification, task, eval_set, work, precision, profile.threads,
-                                 (lambda fs: run_reference(model_path, fs, names)) if compression is None
-                                 else (lambda fs: _reference_of(compression.model, fs, names)))
+                try:
+                    outs, runtime = run_bundle(work, feeds, threads=profile.threads)
+                    verification = verify_outputs(refs, outs, precision, runtime, parts=_output_parts(model))
+                    if eval_set is not None:
+                        names = [o.name for o in outputs]
+                        _verify_task(verification, task, eval_set, work, precision, profile.threads,
+                                     (lambda fs: run_reference(model_path, fs, names)) if compression is None
+                                     else (lambda fs: _reference_of(compression.model, fs, names)))
+                except (RuntimeError, ValueError) as e:  # the runtime refused these inputs
+                    verification = _runtime_refused(e, len(feeds), not request.calibration)
                 if verification["status"] != "passed":
                     reporter.warn("verification FAILED: " + "; ".join(verification["problems"]))
         report = {
@@ -310,6 +314,17 @@ def _output_parts(model) -> dict[str, Any]:
     from deploykit.quant.parts import find_concat_tails
 
     return find_concat_tails(model)
+
+
+def _runtime_refused(error: Exception, samples: int, random_inputs: bool) -> dict[str, Any]:
+    """Verification result when the bundle's runtime raised on the verification samples (e.g.
+    TFLite's GATHER on random "ids" out of range: ONNX Runtime wraps negative indices, TFLite
+    refuses them)."""
+    line = " ".join(str(error).split())[:300]
+    hint = (" (verification ran on random inputs; pass --calibration with real inputs to verify on them)"
+            if random_inputs else "")
+    return {"status": "failed", "runtime": "the bundle's runner", "samples": samples, "outputs": {},
+            "problems": [f"the runtime raised on the verification samples: {type(error).__name__}: {line}{hint}"]}
 
 
 def _compress(model, spec, calibration: SampleSet | None, reporter: Reporter):

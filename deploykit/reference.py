@@ -28,3 +28,75 @@ def run_reference(
         values = sess.run(output_names, {k: v for k, v in feed.items() if k in wanted})
         results.append(dict(zip(output_names, values)))
     return results
+
+
+CONTROL_FLOW = ("If", "Loop", "Scan")
+
+
+def check_pinned_model_loads(model) -> None:
+    """Refuse, before any calibration, a model with control flow that ONNX Runtime cannot load once
+    its input shapes are pinned (ORT type-checks every branch; a branch for other input sizes,
+    e.g. silero-vad's 8 kHz path, can be invalid for the pinned ones). Without control flow the
+    canonical model always loads, so nothing is checked (no cost)."""
+    import onnx_ir as ir
+
+    from deploykit.errors import ModelError
+
+    if not any(n.op_type in CONTROL_FLOW for n in ir.traversal.RecursiveGraphIterator(model.graph)):
+        return
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    try:
+        ort.InferenceSession(ir.to_proto(model).SerializeToString(), so, providers=["CPUExecutionProvider"])
+    except Exception as e:  # noqa: BLE001 - ORT raises several types; all mean "cannot load"
+        text = " ".join(str(e).split())
+        reason = text.split("failed:", 1)[-1] if "failed:" in text else text.split(" : ")[-1]
+        raise ModelError(f"ONNX Runtime cannot load the model with these input shapes: {reason.strip()[:400]}",
+                         hint="a control-flow branch not taken at these shapes may still be type-checked; "
+                              "try other --input-shape values or export the model for one input size") from None
+
+
+FP16_MAX = 65504.0
+
+
+def fp16_overflows(model, feeds: Iterable[Mapping[str, np.ndarray]], limit: float = FP16_MAX,
+                   max_samples: int = 8) -> dict[str, float]:
+    """``{node name: max |value|}`` of the float tensors of ``model`` (an onnx_ir model) that leave
+    the fp16 range on ``feeds`` when computed in fp32: an fp16 engine turns them into inf/NaN (a
+    spectrogram's power, issue 19), which host verification in fp32 cannot see."""
+    import onnx
+    import onnx_ir as ir
+    import onnxruntime as ort
+
+    proto = ir.to_proto(model)
+    producer = {}
+    for node in proto.graph.node:
+        for o in node.output:
+            if o:
+                producer[o] = node.name or o
+    known = {vi.name: vi.type.tensor_type.elem_type for vi in list(proto.graph.value_info) + list(proto.graph.output)}
+    wanted = [t for t in producer if known.get(t, onnx.TensorProto.FLOAT) == onnx.TensorProto.FLOAT]
+    present = {o.name for o in proto.graph.output}
+    for t in wanted:
+        if t not in present:
+            proto.graph.output.append(onnx.helper.make_empty_tensor_value_info(t))
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    sess = ort.InferenceSession(proto.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    names = [o.name for o in sess.get_outputs()]
+    inputs = {i.name for i in sess.get_inputs()}
+    peak: dict[str, float] = {}
+    for k, feed in enumerate(feeds):
+        if k >= max_samples:
+            break
+        for name, value in zip(names, sess.run(None, {n: v for n, v in feed.items() if n in inputs})):
+            a = np.asarray(value)
+            if name in producer and a.dtype.kind == "f" and a.size:
+                finite = np.abs(a[np.isfinite(a)])
+                m = float(finite.max()) if finite.size else 0.0
+                peak[name] = max(peak.get(name, 0.0), m)
+    return {producer[t]: m for t, m in peak.items() if m > limit}

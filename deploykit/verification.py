@@ -61,6 +61,14 @@ def judge(metrics: Mapping[str, Mapping[str, Any]], precision: str) -> tuple[boo
     concatenated output is judged by its worst branch, never by the whole tensor alone."""
     problems = []
     for out, m in metrics.items():
+        bad = m.get("nonfinite_mismatches")
+        if isinstance(bad, float) and bad > 0:  # NaN/inf where fp32 is finite: never rescued by another metric
+            problems.append(f"output {out!r}: {int(bad)} non-finite value(s) where fp32 is finite")
+            continue
+        nan = [k for k, v in m.items() if isinstance(v, float) and v != v or v in ("nan", "inf", "-inf")]
+        if nan:
+            problems.append(f"output {out!r}: {', '.join(nan)} not finite")
+            continue
         problems += [f"output {out!r}: {miss}" for miss in _judge_one(m, precision, ALTERNATIVES)]
         for label, pm in (m.get("parts") or {}).items():
             problems += [f"output {out!r} {label}: {miss}" for miss in _judge_one(pm, precision, PART_ALTERNATIVES)]

@@ -23,6 +23,7 @@ from deploykit.passes.gelu_fusion import GeluFusionPass
 from deploykit.passes.hardsigmoid_fusion import HardSigmoidFusionPass
 from deploykit.passes.hardswish_fusion import HardSwishFusionPass
 from deploykit.passes.identity_elimination import IdentityEliminationPass
+from deploykit.passes.if_condition_scalar import IfConditionScalarPass
 from deploykit.passes.layernorm_fusion import LayerNormFusionPass
 from deploykit.passes.pad_folding import PadFoldingPass
 from deploykit.passes.reshape_collapse import ReshapeCollapsePass
@@ -42,6 +43,7 @@ CANONICAL_PASSES: list[type[ir.passes.PassBase]] = [
     HardSwishFusionPass,
     GeluFusionPass,
     LayerNormFusionPass,
+    IfConditionScalarPass,
     DeadCodeEliminationPass,
 ]
 
@@ -57,6 +59,7 @@ PASS_REGISTRY: dict[str, type[ir.passes.PassBase]] = {
     "hardswish-fusion": HardSwishFusionPass,
     "gelu-fusion": GeluFusionPass,
     "layernorm-fusion": LayerNormFusionPass,
+    "if-condition-scalar": IfConditionScalarPass,
     "dead-code-elimination": DeadCodeEliminationPass,
 }
 

@@ -318,6 +318,8 @@ def tensor_sqnr(obs: TensorObserver, p: QuantParams) -> float:
     noise, signal = float(np.mean(err.astype(np.float64) ** 2)), float(np.mean(x.astype(np.float64) ** 2))
     if noise == 0:
         return math.inf
+    if not math.isfinite(noise) or signal / noise <= 0:  # scales of ~1e36 (float-min masks) overflow
+        return -math.inf
     return 10 * math.log10(signal / noise) if signal > 0 else -math.inf
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import onnx
 import onnx_ir as ir
@@ -142,10 +142,13 @@ class TensorRtBackend(Backend):
             ctx.note(f"{MODEL_FILE}: opset {opset_of(main)}, IR version {main.ir_version} "
                      f"(TensorRT {settings.trt_version} parses opset <= {self.max_opset}; "
                      f"the device's onnxruntime fallback reads it too)")
+        keep_fp32: list[str] = []
         if precision == "fp16":
             ctx.note("fp16: the ONNX stays float32 and TensorRT builds with FP16 enabled; host verification runs "
                      "it in onnxruntime CPU (fp32), fp16 rounding happens only in the engine on the device")
-        args = trtexec_args(settings, MODEL_FILE, f"engines/model.{precision}.trtexec.engine", "engines/timing.cache")
+            keep_fp32 = self._fp16_range(ctx, settings, report)
+        args = trtexec_args(settings, MODEL_FILE, f"engines/model.{precision}.trtexec.engine", "engines/timing.cache",
+                            keep_fp32=keep_fp32)
         implicit_args = (trtexec_args(settings, FP32_FILE, f"engines/model.{precision}.trtexec.engine",
                                       "engines/timing.cache", implicit=True) if implicit else [])
         implicit_args = [a.replace("--calib=calibration.cache", "--calib=engines/calibration.cache") for a in implicit_args]
@@ -171,6 +174,30 @@ class TensorRtBackend(Backend):
                             "fallback_providers": FALLBACK_PROVIDERS},
             report=report,
         )
+
+    @staticmethod
+    def _fp16_range(ctx: BuildContext, settings, report: dict[str, Any]) -> list[str]:
+        """Layers whose fp32 values leave the fp16 range on the calibration (or random) samples:
+        kept fp32 with trtexec's layer precisions where TensorRT has them (>= 8.4), else a warning."""
+        from deploykit.quant.calibration import random_samples
+        from deploykit.reference import FP16_MAX, fp16_overflows
+
+        samples = ctx.calibration if ctx.calibration is not None else random_samples(ctx.inputs, 4, seed=0)
+        over = fp16_overflows(ctx.model, (samples.feed(i) for i in range(len(samples))))
+        if not over:
+            return []
+        worst = sorted(over.items(), key=lambda kv: -kv[1])
+        report["fp16_overflow"] = {k: float(f"{v:.4g}") for k, v in worst[:20]}
+        example = ", ".join(f"{k!r} {v:.3g}" for k, v in worst[:3])
+        if settings.version >= (8, 4):
+            report["fp16_kept_fp32"] = sorted(over)
+            ctx.note(f"warning: fp16: {len(over)} layer(s) exceed {FP16_MAX:g} in fp32 ({example}); they are "
+                     "built in fp32 (trtexec --layerPrecisions, --precisionConstraints=obey)")
+            return sorted(over)
+        ctx.note(f"warning: fp16: {len(over)} layer(s) exceed {FP16_MAX:g} in fp32 ({example}): TensorRT "
+                 f"{settings.trt_version}'s trtexec cannot keep layers in fp32, so the fp16 engine will produce "
+                 "inf/NaN there; use --precision fp32 or scale the model's inputs")
+        return []
 
     def runner_requirements(self, precision: str) -> list[str]:
         reqs = list(self.profile.requirements)

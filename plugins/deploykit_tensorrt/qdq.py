@@ -22,7 +22,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from deploykit.quant.qdq import toposort
+from deploykit.quant.qdq import _referenced, toposort
 
 WEIGHT_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})
 # op -> input indices whose activations TensorRT consumes in INT8 when a Q/DQ pair feeds them
@@ -278,7 +278,8 @@ def _weights_as_float_qdq(gr: _Graph) -> None:
 
 
 def _drop_unused_initializers(g: onnx.GraphProto) -> None:
-    used = {t for n in g.node for t in n.input} | {o.name for o in g.output}
+    # If/Loop/Scan bodies read outer values by name (hey_jarvis' verifier weights live in the main graph)
+    used = _referenced(g.node) | {o.name for o in g.output}
     keep = [t for t in g.initializer if t.name in used]
     del g.initializer[:]
     g.initializer.extend(keep)

@@ -66,10 +66,13 @@ def build_only_flag(version: tuple[int, int]) -> str:
 
 
 def trtexec_args(s: EngineSettings, onnx_file: str, engine_file: str, timing_cache: str,
-                 implicit: bool = False) -> list[str]:
-    """trtexec arguments (no program name) to build ``engine_file`` from ``onnx_file``."""
+                 implicit: bool = False, keep_fp32: list[str] | None = None) -> list[str]:
+    """trtexec arguments (no program name) to build ``engine_file`` from ``onnx_file``;
+    ``keep_fp32``: layers (ONNX node names, which TensorRT's parser keeps) pinned to fp32 (TRT >= 8.4)."""
     args = [f"--onnx={onnx_file}", f"--saveEngine={engine_file}"]
     args += precision_flags(s.precision, implicit)
+    if keep_fp32:
+        args += ["--precisionConstraints=obey", "--layerPrecisions=" + ",".join(f"{n}:fp32" for n in keep_fp32)]
     args.append(workspace_flag(s.version, s.workspace_mb))
     if s.dla_cores > 0 and s.precision in ("fp16", "int8"):
         args += ["--useDLACore=0", "--allowGPUFallback"]

@@ -32,12 +32,17 @@ PASSTHROUGH = {"RESHAPE": 0, "TRANSPOSE": 0, "MAX_POOL_2D": 0, "PAD": 0, "PADV2"
                "MAXIMUM": 0, "MINIMUM": 0}
 FIXED = {"LOGISTIC": (1.0 / 256, -128), "TANH": (1.0 / 128, 0)}
 NEVER_REQUANT_NEEDED = frozenset(PASSTHROUGH) | frozenset(FIXED)
+# element-wise max/min: with one constant they keep the input's params; with two activations both are
+# requantized to the output's (an order-preserving map, so max/min commute with it)
+TWO_SIDED = frozenset({"MAXIMUM", "MINIMUM"})
 # XNNPACK's int8 scale-ratio limits (facts §2): outside them the node leaves the delegate and
 # splits the graph. ADD/SUB: input_scale / output_scale; MUL: in1 * in2 / output_scale;
 # CONV/FC requantization: input_scale * weight_scale / output_scale.
 ADD_RATIO_MIN = 2.0 ** -10
 MUL_RATIO_MIN = 2.0 ** -16
 REQUANT_RATIO_MIN = 2.0 ** -30
+# rescale factors TFLite's int8 arithmetic kernels can represent at all (below 2^-31 they abort)
+REPRESENTABLE_RATIO = (2.0 ** -24, 2.0 ** 24)
 
 
 def _act_params(p) -> QParams | None:
@@ -200,6 +205,8 @@ class Int8Rewriter:
         if op.node in self.fallback:
             return False
         acts = [t for t in op.inputs if t is not None and not t.is_const and t.dtype in ("float32", "int8")]
+        if op.code in TWO_SIDED and len(acts) == 2:  # max(x, a*x) of LeakyReLU, TF's Maximum of two tensors
+            return all(self.qp(t) is not None for t in acts) and self.qp(op.outputs[0]) is not None
         if op.code in self.PASSTHROUGH:
             data = op.inputs[self.PASSTHROUGH[op.code]]
             if op.code == "GATHER" and data.is_const:  # embedding table: quantized with the output's params
@@ -209,8 +216,24 @@ class Int8Rewriter:
         if op.code in self.FIXED:
             return self.qp(op.inputs[0]) is not None
         if op.code in self.REQUANTIZING:
-            return all(self.qp(t) is not None for t in acts) and all(self.qp(t) is not None for t in op.outputs)
+            ok = all(self.qp(t) is not None for t in acts) and all(self.qp(t) is not None for t in op.outputs)
+            return ok and self._representable(op, acts)
         return False
+
+    def _representable(self, op: Op, acts: list[Tensor]) -> bool:
+        """TFLite's int8 ADD/SUB/MUL kernels abort (a CHECK in QuantizeMultiplier, SIGABRT at
+        allocate) when a rescale factor is below 2^-31 or far above 1: an attention-mask bias of
+        -3.4e38 (MiniLM: ``(1 - mask) * finfo.min``) next to scores of ~1 gives in/out scale
+        ratios of 1e-37. Such an op stays float; its result is no int8 value anyway."""
+        if op.code not in ("ADD", "SUB", "MUL") or len(op.outputs) != 1:
+            return True
+        out = float(self.qp(op.outputs[0]).scale[0])
+        scales = [float(self.qp(t).scale[0]) for t in acts]
+        scales += [float(np.max(np.abs(t.data))) / 127.0 or 1.0 for t in op.inputs if t is not None and t.is_const]
+        if not scales or out <= 0:
+            return True
+        ratios = [np.prod(scales) / out] if op.code == "MUL" else [sc / out for sc in scales]
+        return all(REPRESENTABLE_RATIO[0] <= r <= REPRESENTABLE_RATIO[1] for r in ratios)
 
     def run(self) -> None:
         for op in self.g.ops:
@@ -224,6 +247,10 @@ class Int8Rewriter:
             elif op.code == "GATHER" and op.inputs[0].is_const:
                 q = self.qp(op.outputs[0])
                 op.inputs[0] = self.as_int8(op.inputs[0], q)
+                outs = [q]
+            elif op.code in TWO_SIDED and sum(1 for t in op.inputs if t is not None and not t.is_const) == 2:
+                q = self.qp(op.outputs[0])  # both operands on the output's params (like CONCATENATION)
+                op.inputs = [self.as_int8(t, q) for t in op.inputs]
                 outs = [q]
             elif op.code in self.PASSTHROUGH:
                 di = self.PASSTHROUGH[op.code]

@@ -218,3 +218,61 @@ def test_nano_refuses_int8_with_reason():
     nano.check_precision("fp16")
     orin = reg.backend_for(reg.target("jetson-orin-nano"))(reg.target("jetson-orin-nano"))
     orin.check_precision("int8")
+
+
+def test_lowering_drops_default_attributes_the_older_opset_lacks():
+    """PyTorch writes Reshape-14 with an explicit allowzero=0; TensorRT 8.2's opset-13 parser (and
+    onnx.checker at 13) reject the unknown attribute (issue 19: every opset >= 14 model on jetson-nano)."""
+    g = helper.make_graph(
+        [helper.make_node("Reshape", ["x", "shape"], ["y"], name="reshape", allowzero=0)], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])], [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 2])],
+        [numpy_helper.from_array(np.asarray([2, 2], np.int64), "shape")])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    lowered, problems = opset.lower_opset(model, 13)
+    assert problems == {} and opset.opset_of(lowered) == 13
+    assert [a.name for a in lowered.graph.node[0].attribute] == []
+    onnx.checker.check_model(lowered, full_check=True)
+    allow = onnx.ModelProto()
+    allow.CopyFrom(model)
+    allow.graph.node[0].attribute[0].i = 1
+    assert list(opset.lower_opset(allow, 13)[1]) == ["reshape"]
+
+
+def test_fp16_range_check_finds_layers_beyond_65504_and_pins_them_to_fp32():
+    """A power spectrogram overflows fp16 (issue 19): fp32 host verification cannot see it, so the
+    build measures fp32 values against 65504 and keeps those layers fp32 where trtexec can."""
+    import onnx_ir as ir
+
+    from deploykit.reference import fp16_overflows
+
+    g = helper.make_graph([helper.make_node("Mul", ["x", "x"], ["power"], name="square"),
+                           helper.make_node("Log", ["power"], ["y"], name="log")], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])])
+    model = ir.from_proto(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]))
+    feeds = [{"x": np.array([[1.0, 10.0, 300.0, 2.0]], np.float32)}, {"x": np.ones((1, 4), np.float32)}]
+    assert fp16_overflows(model, feeds) == {"square": 90000.0}
+    assert fp16_overflows(model, [feeds[1]]) == {}
+    s = trtexec.EngineSettings("10.3", "fp16", 256, 0, "trtexec", True)
+    args = trtexec.trtexec_args(s, "model.onnx", "e.engine", "t.cache", keep_fp32=["square"])
+    assert "--precisionConstraints=obey" in args and "--layerPrecisions=square:fp32" in args
+
+
+def test_qdq_placement_keeps_initializers_read_inside_if_bodies():
+    """An If body reads main-graph weights by name (openWakeWord's verifier): dropping them as
+    'unused' made the jetson-orin-nano int8 model invalid (issue 19)."""
+    then_b = helper.make_graph([helper.make_node("MatMul", ["h", "wv"], ["t"])], "then", [],
+                               [helper.make_tensor_value_info("t", TensorProto.FLOAT, [1, 4])])
+    else_b = helper.make_graph([helper.make_node("Identity", ["h"], ["e"])], "else", [],
+                               [helper.make_tensor_value_info("e", TensorProto.FLOAT, [1, 4])])
+    g = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["h"]), helper.make_node("ReduceSum", ["h"], ["s"], keepdims=0),
+         helper.make_node("Greater", ["s", "zero"], ["c"]),
+         helper.make_node("If", ["c"], ["y"], then_branch=then_b, else_branch=else_b)], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])], [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
+        [numpy_helper.from_array(np.eye(4, dtype=np.float32), "w"), numpy_helper.from_array(np.eye(4, dtype=np.float32) * 2, "wv"),
+         numpy_helper.from_array(np.array(0.0, np.float32), "zero")])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    placed, _ = qdq.place_for_tensorrt(model, {})
+    assert "wv" in {t.name for t in placed.graph.initializer}
+    onnx.checker.check_model(placed, full_check=True)
