@@ -84,7 +84,7 @@ def saturating_model(path: Path) -> Path:
 @pytest.fixture(scope="module")
 def host_int8(tmp_path_factory):
     _needs_qemu()
-    from conftest import run_cli
+    from clirun import run_cli
 
     d = tmp_path_factory.mktemp("cpu")
     model = saturating_model(d / "sat.onnx")
@@ -181,7 +181,7 @@ np.save(sys.argv[3], simulation_session(m).run(None, {"x": x[:1]})[0])
 def _build_and_run_everywhere(tmp_path, target: str, plugins: str) -> tuple[np.ndarray, dict]:
     """The saturating model built int8 for ``target`` here; fp32 outputs and the bundle's outputs
     here (``None``) and on the emulated AVX2 CPU."""
-    from conftest import run_cli
+    from clirun import run_cli
 
     model = saturating_model(tmp_path / "sat.onnx")
     rng = np.random.default_rng(0)
