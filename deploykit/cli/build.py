@@ -8,7 +8,6 @@ from typing import Optional
 import typer
 
 from deploykit.cli.common import DebugOption, JsonOption, RichReporter, cli_errors, err_console, print_json
-from deploykit.pipeline import BuildRequest, build
 
 
 @cli_errors
@@ -72,6 +71,7 @@ def build_command(
         from deploykit.errors import DeployError
 
         raise DeployError(f"unknown --io {io!r}; use float or int8")
+    from deploykit.pipeline import BuildRequest, build
     from deploykit.quant.images import ImagePreprocess
 
     if calib_layout not in ("auto", "nchw", "nhwc"):

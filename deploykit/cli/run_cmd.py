@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-import numpy as np
 import typer
 
 from deploykit.cli.common import DebugOption, JsonOption, cli_errors, err_console, out_console, print_json
@@ -27,7 +26,9 @@ def _parse_inputs(items: list[str], names: list[str]) -> dict[str, Path]:
     return feeds
 
 
-def _load_array(path: Path) -> np.ndarray:
+def _load_array(path: Path):
+    import numpy as np
+
     try:
         return np.load(path, allow_pickle=False)
     except (OSError, ValueError) as e:
@@ -44,6 +45,8 @@ def run_command(
     debug: bool = DebugOption,
 ) -> None:
     """Run a bundle on this machine with inputs from .npy files."""
+    import numpy as np
+
     from deploykit.bundle.files import write_npz
     from deploykit.bundle.manifest import read_manifest
     from deploykit.verification import load_runner_module
