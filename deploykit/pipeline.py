@@ -28,7 +28,7 @@ from deploykit.verification import run_bundle, verify_outputs
 
 VERIFY_SAMPLES = 4
 COMPRESS_SCAN_SAMPLES = 32
-STORED_SAMPLES = 2
+STORED_SAMPLES = VERIFY_SAMPLES  # every held-out sample verification used: `verify` recomputes the same figures
 
 
 class Reporter:
@@ -84,6 +84,15 @@ def unsupported_error(support: list[NodeSupport], target: str) -> UnsupportedErr
     )
 
 
+def calibration_needed(profile, explicit: bool) -> str:
+    """The error for int8 without calibration data: whose choice int8 was, and every way forward."""
+    others = [p for p in profile.precisions if p != "int8"]
+    why = "int8 needs" if explicit else f"target {profile.name!r} builds int8 by default, which needs"
+    return (f"{why} calibration data: add --calibration with a .npy of samples stacked on axis 0 (each shaped "
+            "like the input without its batch dimension), a .npz with one such array per input, or a folder of "
+            "images" + (f"; or build --precision {'|'.join(others)}" if others else f" ({profile.name} runs int8 only)"))
+
+
 def _split_samples(samples: SampleSet) -> tuple[SampleSet, SampleSet]:
     n = len(samples)
     if n == 1:
@@ -113,10 +122,7 @@ def build(request: BuildRequest, registry: Registry | None = None, reporter: Rep
     backend: Backend = backend_cls(profile)
     backend.check_precision(precision)
     if precision == "int8" and not request.calibration:
-        raise CalibrationError(
-            "int8 needs calibration data: pass --calibration samples.npy (samples stacked on axis 0, "
-            "shaped like the input without batch) or .npz with one array per input"
-        )
+        raise CalibrationError(calibration_needed(profile, explicit=request.precision is not None))
     model_path = Path(request.model)
     shapes = parse_input_shapes(request.input_shapes)
     out_dir = Path(request.output) if request.output else default_output(model_path, profile.name, precision)
@@ -210,7 +216,7 @@ def build(request: BuildRequest, registry: Registry | None = None, reporter: Rep
                 verification = {"status": "skipped", "reason": reason}
                 reporter.warn(f"verification skipped: {reason}")
             else:
-                outs, runtime = run_bundle(work, feeds, threads=profile.threads)
+                outs, runtime = run_bundle(work, feeds)  # the runner's default: min(profile threads, cores)
                 verification = verify_outputs(refs, outs, precision, runtime)
                 if verification["status"] != "passed":
                     reporter.warn("verification FAILED: " + "; ".join(verification["problems"]))

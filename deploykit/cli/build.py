@@ -72,8 +72,13 @@ def build_command(
 
         raise DeployError(f"unknown --io {io!r}; use float or int8")
     from deploykit.pipeline import BuildRequest, build
-    from deploykit.quant.images import ImagePreprocess
+    from deploykit.quant.images import IMAGE_SUFFIXES, ImagePreprocess
 
+    if calibration and Path(calibration).suffix.lower() in IMAGE_SUFFIXES and Path(calibration).is_file():
+        from deploykit.errors import CalibrationError
+
+        raise CalibrationError(f"--calibration {calibration!r} is a single image; calibration needs many samples: "
+                               f"pass the folder that holds them (--calibration {str(Path(calibration).parent)!r})")
     if calib_layout not in ("auto", "nchw", "nhwc"):
         from deploykit.errors import DeployError
 
@@ -103,10 +108,12 @@ def build_command(
 def _print_summary(result, verification) -> None:
     from rich.table import Table
 
+    from deploykit.cli.verdict import samples_text, verdict
+
     m = result.manifest
     if verification.get("status") in ("passed", "failed"):
-        table = Table(title=f"verification vs fp32 ({verification['samples']} samples, {verification['runtime']})",
-                      title_justify="left")
+        table = Table(title=f"verification vs fp32 on {samples_text(verification['samples'], False)} "
+                            f"({verification['runtime']})", title_justify="left")
         for col in ("output", "max abs err", "rel. to range", "cosine", "SQNR dB", "top-1"):
             table.add_column(col, justify="right" if col != "output" else "left")
         for name, v in verification["outputs"].items():
@@ -123,12 +130,11 @@ def _print_summary(result, verification) -> None:
                           f"(budget {c['budget']} {met}; the verification below is against the compressed model)")
     q = m.get("quantization")
     if q:
-        met = "[green]met[/]" if q["budget_met"] else "[red]MISSED[/]"
-        err_console.print(f"int8: range method {q['range_method']}, budget {q['budget']} {met}, "
-                          f"{len(q['fallback_layers'])} layer(s) in float, bias correction "
-                          f"{'on' if q['bias_correction'] else 'off'}, {q['cross_layer_equalization']} equalized conv pairs")
-    status = verification.get("status")
-    style = {"passed": "green", "failed": "red", "skipped": "yellow"}.get(status, "")
-    err_console.print(f"[{style}]verification {status}[/]" if style else f"verification {status}")
+        err_console.print(f"int8: range method {q['range_method']}, {len(q['fallback_layers'])} layer(s) in float, "
+                          f"bias correction {'on' if q['bias_correction'] else 'off'}, "
+                          f"{q['cross_layer_equalization']} equalized conv pairs", markup=False)
+    status, line = verdict(verification, (result.report or {}).get("quantization") or q)
+    style = {"passed": "green", "failed": "red", "budget-missed": "yellow", "skipped": "yellow"}.get(status, "")
+    err_console.print(line, style=style, markup=False, highlight=False)
     err_console.print(f"bundle for [bold]{m['target']}[/] ({m['backend']}, {m['precision']}): ", end="")
     err_console.print(str(result.out_dir), markup=False, highlight=False)

@@ -104,13 +104,35 @@ def verify_command(
         raise DeployError(f"the bundle's runtime is not installed here: {e}; pip install -r {bundle}/requirements.txt") from e
     result = verify_outputs(refs, outs, manifest["precision"], runtime)
     result["files_checked"] = len(manifest["files"])
+    built = (manifest.get("verification") or {}).get("samples")
+    result["build_samples"] = built
     if json_out:
         print_json(result)
     else:
+        from deploykit.cli.verdict import verdict
+
         out_console.print(f"{result['files_checked']} files match their sha256", markup=False)
         for name, m in result["outputs"].items():
-            out_console.print(f"{name}: max abs err {m['max_abs_error']:.3g}, cosine {m['cosine']:.6f}, SQNR {m['sqnr_db']} dB",
+            sqnr = m["sqnr_db"] if isinstance(m["sqnr_db"], str) else f"{m['sqnr_db']:.1f}"
+            out_console.print(f"{name}: max abs err {m['max_abs_error']:.3g}, cosine {m['cosine']:.6f}, SQNR {sqnr} dB",
                               markup=False, highlight=False)
-        out_console.print(f"verification {result['status']} ({runtime})", markup=False)
+        if isinstance(built, int) and built != n:
+            out_console.print(f"note: this bundle stores {n} of the {built} held-out samples its build verified on "
+                              "(an older bundle; a rebuild stores them all), so these figures differ from the build's",
+                              markup=False)
+        _, line = verdict(result, _quantization(bundle, manifest), stored=True)
+        out_console.print(line, markup=False, highlight=False)
     if result["status"] != "passed":
         raise DeployError("verification failed: " + "; ".join(result["problems"]))
+
+
+def _quantization(bundle: Path, manifest: dict) -> dict | None:
+    """The build's int8 report (report.json has the engine's figures; the manifest a summary)."""
+    import json
+
+    try:
+        report = json.loads((Path(bundle) / "report.json").read_text(encoding="utf-8"))
+        q = report.get("quantization") if isinstance(report, dict) else None
+    except (OSError, ValueError):
+        q = None
+    return q if isinstance(q, dict) else manifest.get("quantization")
