@@ -226,7 +226,7 @@ def build(request: BuildRequest, registry: Registry | None = None, reporter: Rep
             "backend": backend.name,
             "precision": precision,
             "model": {"file": model_path.name, "sha256": source_sha,
-                      "nodes": len(list(model.graph)), "opset": model.opset_imports.get("", 0)},
+                      "nodes": len(list(model.graph)), "opset": model.opset_imports.get("", 0), **_model_size(model)},
             "support": _support_summary(support),
             "verification": verification,
             "quantization": quant.report if quant is not None else None,
@@ -330,6 +330,17 @@ def _quant_summary(quant) -> dict[str, Any] | None:
             "budget_met": r["budget_met"], "fallback_layers": r["fallback_layers"],
             "bias_correction": r["bias_correction"], "cross_layer_equalization": r["cross_layer_equalization"],
             "calibration_samples": r["calibration_samples"]}
+
+
+def _model_size(model) -> dict[str, int]:
+    """Parameters and MACs of the model lowered (``deploykit compare`` shows them for artifacts it cannot parse)."""
+    from deploykit.ir.stats import model_stats
+
+    try:
+        st = model_stats(model)
+    except Exception:  # noqa: BLE001 - figures for the report only; a build never fails on them
+        return {}
+    return {"params": int(st.params), "macs": int(st.macs)}
 
 
 def _stack(arrays):
