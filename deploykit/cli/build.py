@@ -21,7 +21,7 @@ def build_command(
     calibration: Optional[str] = typer.Option(
         None, "--calibration", "-c",
         help=".npy (samples stacked on axis 0, shaped like the input without batch), .npz (one array per input name), "
-        "or a folder of images (see --calib-*). Required for int8.",
+        "or a folder of images (see --calib-*). Required for int8, the default precision of most targets.",
     ),
     calib_mean: Optional[str] = typer.Option(None, "--calib-mean", help="Image folders: per-channel mean after scaling, e.g. 0.485,0.456,0.406 [default: 0]."),
     calib_std: Optional[str] = typer.Option(None, "--calib-std", help="Image folders: per-channel std, e.g. 0.229,0.224,0.225 [default: 1]."),

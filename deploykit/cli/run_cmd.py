@@ -40,7 +40,7 @@ def run_command(
     bundle: Path = typer.Argument(..., help="A bundle folder made by 'deploykit build'.", show_default=False),
     input: list[str] = typer.Option([], "--input", "-i", help="NAME=FILE.npy, one per model input."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the outputs to this .npz file."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads [default: the target's]."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads [default: the target's, at most the cores available]."),
     json_out: bool = JsonOption,
     debug: bool = DebugOption,
 ) -> None:
