@@ -26,6 +26,14 @@ def _parse_inputs(items: list[str], names: list[str]) -> dict[str, Path]:
     return feeds
 
 
+def _missing_runtime(bundle: Path, e: ImportError) -> DeployError:
+    """One line: the runner's own message (it names the fix), with the bundle's requirements path."""
+    text = " ".join(str(e).split()) or type(e).__name__
+    fix = f"pip install -r {Path(bundle) / 'requirements.txt'}"
+    text = text.replace("pip install -r requirements.txt", fix) if "requirements.txt" in text else f"{text}; {fix}"
+    return DeployError(f"cannot run bundle {str(bundle)!r} here: {text}")
+
+
 def _load_array(path: Path):
     import numpy as np
 
@@ -58,7 +66,7 @@ def run_command(
     try:
         runner = load_runner_module(bundle).Runner(str(bundle), num_threads=threads)
     except ImportError as e:
-        raise DeployError(f"the bundle's runtime is not installed here: {e}; pip install -r {bundle}/requirements.txt") from e
+        raise _missing_runtime(bundle, e) from e
     try:
         outputs = runner.run(feeds)
     except (ValueError, KeyError, TypeError) as e:
@@ -101,7 +109,7 @@ def verify_command(
     try:
         outs, runtime = run_bundle(bundle, feeds)
     except ImportError as e:
-        raise DeployError(f"the bundle's runtime is not installed here: {e}; pip install -r {bundle}/requirements.txt") from e
+        raise _missing_runtime(bundle, e) from e
     result = verify_outputs(refs, outs, manifest["precision"], runtime)
     result["files_checked"] = len(manifest["files"])
     built = (manifest.get("verification") or {}).get("samples")

@@ -120,6 +120,18 @@ def test_missing_runtime_is_one_line_naming_requirements(request, tmp_path, bund
     assert res.returncode == 3 and line.count("error") == 1
 
 
+@pytest.mark.parametrize("command", ["run", "verify"])
+def test_deploykit_run_and_verify_without_the_runtime_are_one_line(host, work, tmp_path, command):
+    fake = tmp_path / "fake" / "onnxruntime"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise ImportError('no onnxruntime here (test stand-in)')\n")
+    extra = ["--input", f"image={work['tmp'] / 'image.npy'}"] if command == "run" else []
+    res = cli(command, host, *extra, env={"PYTHONPATH": str(fake.parent)})
+    line = one_error_line(res, f"error: cannot run bundle {str(host)!r} here: this bundle needs onnxruntime",
+                          f"pip install -r {host / 'requirements.txt'}")
+    assert line.count("pip install") == 1
+
+
 def test_unknown_input_name_lists_the_model_inputs(host, work):
     one_error_line(runner(host, "--input", f"x={work['tmp'] / 'image.npy'}"), "unknown input 'x'", '"image"')
 
