@@ -106,7 +106,7 @@ def test_targets_lists_the_vendor_target(plugin_env):
     assert "acme-board" in rows, sorted(rows)
     row = rows["acme-board"]
     assert row["backend"] == "acme" and row["installed"] is True and row["status"] == "ready"
-    assert row["precisions"] == ["fp32", "fp16"] and row["default_precision"] == "fp16"
+    assert row["precisions"] == ["fp16", "fp32"] and row["default_precision"] == "fp16"  # default first
     assert "host" in rows  # the built-in plugins still load beside it
 
 
