@@ -217,7 +217,7 @@ def build(request: BuildRequest, registry: Registry | None = None, reporter: Rep
                 reporter.warn(f"verification skipped: {reason}")
             else:
                 outs, runtime = run_bundle(work, feeds)  # the runner's default: min(profile threads, cores)
-                verification = verify_outputs(refs, outs, precision, runtime)
+                verification = verify_outputs(refs, outs, precision, runtime, parts=_output_parts(model))
                 if verification["status"] != "passed":
                     reporter.warn("verification FAILED: " + "; ".join(verification["problems"]))
         report = {
@@ -256,6 +256,13 @@ def build(request: BuildRequest, registry: Registry | None = None, reporter: Rep
                                bundle_runs=verification.get("status") != "skipped")
             manifest = metadata()
     return BuildResult(out_dir=out_dir.absolute(), manifest=manifest, report=report)
+
+
+def _output_parts(model) -> dict[str, Any]:
+    """Outputs that concatenate branches (e.g. a detector's boxes and class scores): verified per branch."""
+    from deploykit.quant.parts import find_concat_tails
+
+    return find_concat_tails(model)
 
 
 def _compress(model, spec, calibration: SampleSet | None, reporter: Reporter):
@@ -329,7 +336,7 @@ def _quant_summary(quant) -> dict[str, Any] | None:
     return {"engine": r["engine"], "range_method": r["range_method"], "budget": r["budget"],
             "budget_met": r["budget_met"], "fallback_layers": r["fallback_layers"],
             "bias_correction": r["bias_correction"], "cross_layer_equalization": r["cross_layer_equalization"],
-            "calibration_samples": r["calibration_samples"]}
+            "calibration_samples": r["calibration_samples"], "weight_bits": r.get("weight_bits", 8)}
 
 
 def _model_size(model) -> dict[str, int]:
@@ -365,6 +372,8 @@ def _template_context(profile, backend: Backend, precision: str, artifact) -> di
         "inputs": [s.to_json() for s in artifact.inputs],
         "outputs": [s.to_json() for s in artifact.outputs],
     }
+    if precision == "int8" and backend.quant_scheme is not None:
+        spec["int8_weight_bits"] = backend.quant_scheme.weight_bits
     spec.update(artifact.runner_context)
     return {
         "spec": spec,

@@ -14,7 +14,6 @@ import platform
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 from deploykit.cli.common import DebugOption, JsonOption, cli_errors, out_console, print_json
 
@@ -73,6 +72,8 @@ def collect() -> dict:
     from deploykit.cli.targets_cmd import target_rows
     from deploykit.plugins import default_registry
 
+    from deploykit.cpu import cpu_class
+
     registry = default_registry()
     backends = {}
     for name in sorted(registry.backends):
@@ -83,6 +84,7 @@ def collect() -> dict:
         "deploykit": __version__,
         "python": sys.version.split()[0],
         "platform": f"{platform.system()} {platform.machine()}",
+        "cpu": cpu_class().to_json(),
         "packages": {p: _pkg_version(p) for p in PYTHON_PACKAGES},
         "tools": {name: _tool(cmd) for name, cmd in TOOLS.items()},
         "qemu_binfmt": _qemu_handlers(),
@@ -138,6 +140,11 @@ def doctor_command(json_out: bool = JsonOption, debug: bool = DebugOption) -> No
     from rich.text import Text
 
     out_console.print(f"deploykit {info['deploykit']} on Python {info['python']} ({info['platform']})", markup=False)
+    cpu = info["cpu"]
+    from deploykit.cpu import CpuClass
+
+    note = CpuClass(cpu["arch"], cpu["isa"], cpu["vnni"], cpu["dotprod"]).int8_note
+    out_console.print(f"CPU class: {cpu['label']} - {note}", markup=False, highlight=False)
     t = _table("packages and tools", "name", "version / status")
     for name, v in {**info["packages"], **info["tools"]}.items():
         absent = "not found" + (f" ({ABSENT_IS_FINE[name]})" if name in ABSENT_IS_FINE else "")

@@ -110,7 +110,11 @@ def verify_command(
         outs, runtime = run_bundle(bundle, feeds)
     except ImportError as e:
         raise _missing_runtime(bundle, e) from e
-    result = verify_outputs(refs, outs, manifest["precision"], runtime)
+    from deploykit.quant.parts import ConcatTail
+
+    stored_parts = (manifest.get("verification") or {}).get("output_parts") or {}
+    parts = {o: ConcatTail.from_json(d) for o, d in stored_parts.items()}
+    result = verify_outputs(refs, outs, manifest["precision"], runtime, parts=parts)
     result["files_checked"] = len(manifest["files"])
     built = (manifest.get("verification") or {}).get("samples")
     result["build_samples"] = built
@@ -121,9 +125,11 @@ def verify_command(
 
         out_console.print(f"{result['files_checked']} files match their sha256", markup=False)
         for name, m in result["outputs"].items():
-            sqnr = m["sqnr_db"] if isinstance(m["sqnr_db"], str) else f"{m['sqnr_db']:.1f}"
-            out_console.print(f"{name}: max abs err {m['max_abs_error']:.3g}, cosine {m['cosine']:.6f}, SQNR {sqnr} dB",
-                              markup=False, highlight=False)
+            rows = [(name, m)] + [(f"{name} {label}", pm) for label, pm in (m.get("parts") or {}).items()]
+            for label, v in rows:
+                sqnr = v["sqnr_db"] if isinstance(v["sqnr_db"], str) else f"{v['sqnr_db']:.1f}"
+                out_console.print(f"{label}: max abs err {v['max_abs_error']:.3g}, cosine {v['cosine']:.6f}, "
+                                  f"SQNR {sqnr} dB", markup=False, highlight=False)
         if isinstance(built, int) and built != n:
             out_console.print(f"note: this bundle stores {n} of the {built} held-out samples its build verified on "
                               "(an older bundle; a rebuild stores them all), so these figures differ from the build's",
