@@ -94,6 +94,7 @@ def model_specs(quick: bool) -> list[ModelSpec]:
 
 MEM_LIMIT_MB = 0.0  # set in main(): kill a subprocess whose RSS passes this (shared machine)
 EMULATE: list[str] = []  # set in main() by --emulate-cpu: QEMU command prefix for builds and evaluations
+NATIVE_BUILDS = False  # --native-builds: with --emulate-cpu, build natively (the engine is CPU-independent)
 QUICK = False
 
 
@@ -219,10 +220,11 @@ def load_data(path: Path) -> dict:
     return {"x": d["x"], "texts": [str(t) for t in d["texts"]], "charset": [str(c) for c in d["charset"]]}
 
 
-def evaluate_in(spec: ModelSpec, data: dict, *, onnx_model: Path | None = None, bundle: Path | None = None) -> dict:
+def evaluate_in(spec: ModelSpec, data: dict, *, onnx_model: Path | None = None, bundle: Path | None = None,
+                native: bool = False) -> dict:
     """Metrics of an ONNX model (onnxruntime) or a bundle (its runner): in this process, or in a
-    subprocess on the emulated CPU (``--emulate-cpu``)."""
-    if not EMULATE:
+    subprocess on the emulated CPU (``--emulate-cpu``) unless ``native`` (fp32: no int8 kernels)."""
+    if not EMULATE or native:
         fn = ort_run_fn(onnx_model, spec.input_name) if onnx_model else bundle_run_fn(bundle, spec.input_name)
         return evaluate(spec, fn, data)
     path = data.get("_file")
@@ -290,7 +292,8 @@ def run_deploykit(spec: ModelSpec, model: Path, calib: Path, work: Path, data: d
     env["DEPLOYKIT_PLUGINS"] = "profiles,onnxruntime"
     if src is None:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-    m = measure(emulated(cmd), env=env, cwd=REPO, timeout=timeout * (40 if EMULATE else 1))
+    emulate_build = EMULATE and not NATIVE_BUILDS
+    m = measure(emulated(cmd) if emulate_build else cmd, env=env, cwd=REPO, timeout=timeout * (40 if emulate_build else 1))
     row = {"method": "deploykit int8 (host)", "kind": "deploykit", "rc": m["rc"],
            "wall_s": m["wall_s"], "peak_rss_mb": m["peak_rss_mb"]}
     # the build's own stage timings (canonicalize, calibrate + quantize): the counterpart of ORT's
@@ -438,6 +441,7 @@ def machine_info(cpus: list[int] | None, src: Path | None = None) -> dict:
         h.update(p.name.encode() + p.read_bytes())
     return {
         "cpu": cpu, "cpu_class": cpu_class_label(), "emulated_cpu": " ".join(EMULATE[1:3]) if EMULATE else None,
+        "native_builds": NATIVE_BUILDS,
         "logical_cores": os.cpu_count(), "pinned_cpus": len(cpus) if cpus else None,
         "memory_gb": mem, "os": f"{platform.system()} {platform.release()}", "machine": platform.machine(),
         "python": platform.python_version(), "versions": vers, "git_commit": commit,
@@ -459,9 +463,11 @@ def write_markdown(res: dict, path: Path) -> None:
          f"deploykit used: {res['deploykit_source']}.", "",
          "## Machine", "",
          f"- CPU class: **{mi.get('cpu_class')}**"
-         + (f" — int8 evaluated on an **emulated** CPU: QEMU user mode `{mi['emulated_cpu']}` (x86-64 AVX2, no VNNI); "
-            "deploykit builds ran emulated too, ORT's quantize_static natively (its calibration is fp32, so its "
-            "model is the same on any CPU)" if mi.get("emulated_cpu") else ""),
+         + (f" (the host); every int8 model was evaluated on an **emulated** CPU: QEMU user mode `{mi['emulated_cpu']}` "
+            "(x86-64 AVX2, no VNNI). " + ("deploykit builds ran natively (the engine's simulation is exact on any CPU), "
+            if mi.get("native_builds") else "deploykit builds ran emulated too, ")
+            + "ORT's quantize_static natively (its calibration is fp32, so its model is the same on any CPU), fp32 "
+            "natively" if mi.get("emulated_cpu") else ""),
          f"- CPU: {mi['cpu']} — {mi['logical_cores']} logical cores"
          + (f", benchmark pinned to {mi['pinned_cpus']} CPU(s)" if mi["pinned_cpus"] else ""),
          f"- Memory: {mi['memory_gb']} GB; {mi['os']} {mi['machine']}; Python {mi['python']}",
@@ -552,9 +558,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--emulate-cpu", default=None, metavar="QEMU_CPU", help="build and evaluate on an emulated "
                     "x86 CPU (qemu-x86_64-static -cpu QEMU_CPU, e.g. Haswell: AVX2 without VNNI); writes "
                     "quant_<cpu>.{json,md}; time/memory goals are not judged")
+    ap.add_argument("--native-builds", action="store_true", help="with --emulate-cpu: run the deploykit builds "
+                    "natively (its simulation is exact on any CPU, tests/e2e/test_cpu_classes.py) and emulate only "
+                    "the evaluation of int8 models")
     args = ap.parse_args(argv)
-    global EMULATE, QUICK
+    global EMULATE, QUICK, NATIVE_BUILDS
     QUICK = args.quick
+    NATIVE_BUILDS = args.native_builds
     if args.emulate_cpu:
         qemu = shutil.which("qemu-x86_64-static") or shutil.which("qemu-x86_64")
         if qemu is None:
@@ -615,7 +625,7 @@ def main(argv: list[str] | None = None) -> int:
             entry = {"key": spec.key, "file": spec.file, "size_mb": round(model.stat().st_size / 2**20, 2),
                      "input_shape": f"{spec.input_name}:{','.join(map(str, spec.shape))}",
                      "metric": spec.metric, "data": info, "rows": []}
-            entry["fp32"] = evaluate_in(spec, data, onnx_model=model)
+            entry["fp32"] = evaluate_in(spec, data, onnx_model=model, native=True)
             print(f"   fp32: {entry['fp32']}", flush=True)
             row = run_deploykit(spec, model, calib, work, data, args.timeout, args.deploykit_src)
             entry["rows"].append(row)

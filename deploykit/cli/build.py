@@ -40,6 +40,15 @@ def build_command(
         None, "--accuracy-budget",
         help="int8 accuracy to keep vs fp32 on every output: cosine=0.99 (the default) or e.g. sqnr=25 (dB). "
         "Layers fall back to float until it holds, where the target allows mixed precision."),
+    eval_data: Optional[Path] = typer.Option(
+        None, "--eval-data",
+        help="Evaluation data with labels (.npz: one array per input + 'labels'), never used for calibration: "
+        "the task metric (--metric) drives int8 method choice and float fallback and is reported fp32 vs the bundle."),
+    metric: Optional[str] = typer.Option(
+        None, "--metric",
+        help="Task metric on --eval-data: top1, topk:K, argmax[:AXIS], ctc[:BLANK], detection (YOLOv8-style output), "
+        "sqnr, or FILE.py:FUNCTION ((outputs, labels) -> float). With it, --accuracy-budget is the largest drop "
+        "allowed, e.g. top1=-0.5 (points) [default: 0.5 points; sqnr: 25 dB]."),
     compress: Optional[str] = typer.Option(
         None, "--compress",
         help="Compress before lowering: 'auto', KEY=VALUE pairs (prune=0.3,lowrank=auto,cluster=64,sparsity=0.5,"
@@ -113,7 +122,7 @@ def build_command(
         BuildRequest(model=model, target=target, output=output, precision=precision, input_shapes=list(input_shape),
                      calibration=calibration, force=force, io=io, calibration_samples=calibration_samples,
                      calibration_method=calibration_method, accuracy_budget=accuracy_budget, images=images,
-                     compress=compress),
+                     compress=compress, eval_data=str(eval_data) if eval_data else None, metric=metric),
         reporter=reporter,
     )
     verification = result.manifest["verification"]
@@ -167,6 +176,16 @@ def _print_summary(result, verification) -> None:
         err_console.print(f"int8: range method {q['range_method']}, {len(q['fallback_layers'])} layer(s) in float, "
                           f"bias correction {'on' if q['bias_correction'] else 'off'}, "
                           f"{q['cross_layer_equalization']} equalized conv pairs", markup=False)
+    t = verification.get("task")
+    if t:
+        from deploykit.quant.task_metrics import parse_metric_unit_format
+
+        fmt = parse_metric_unit_format(t["unit"])
+        prec = m["precision"]
+        delta = "" if t.get("delta") is None else f" ({t['delta']:+.2f}{' pt' if t['unit'] == 'fraction' else ''})"
+        err_console.print(f"task metric {t['metric']} on {t['samples']} evaluation samples: fp32 {fmt(t['fp32'])}, "
+                          f"{prec} {fmt(t[prec])}{delta}; budget {t['budget']}: {'met' if t['met'] else 'MISSED'}",
+                          markup=False, highlight=False)
     status, line = verdict(verification, (result.report or {}).get("quantization") or q)
     style = {"passed": "green", "failed": "red", "budget-missed": "yellow", "skipped": "yellow"}.get(status, "")
     err_console.print(line, style=style, markup=False, highlight=False)

@@ -8,6 +8,7 @@ the most sensitive layers until the budget holds.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import re
@@ -88,6 +89,10 @@ class QuantConfig:
     eval_samples: int = 8
     max_fallback_fraction: float = 0.25
     max_fallback_layers: int = 64
+    # --eval-data / --metric: a deploykit.quant.task_metrics.TaskBudget and EvalSet; when set, they
+    # drive the method choice and the fallback search instead of ``budget``
+    task: Any = None
+    eval_set: Any = None
 
 
 @dataclass
@@ -186,6 +191,64 @@ def score_tensors(index: GraphIndex) -> dict[str, str]:
     return scored
 
 
+TASK_KEY = "__task__"  # pseudo-output carrying the task metric through the judge's metrics
+
+
+class _TaskEvaluator:
+    """Runs a candidate on the user's evaluation data and computes the task metric: on all of it,
+    then on each interleaved half (for the method ranking)."""
+
+    def __init__(self, eval_set, metric, output_names: list[str]):
+        self.eval_set, self.metric, self.names = eval_set, metric, output_names
+        self.refs = None
+        self.fp32 = math.nan
+
+    def run(self, model: onnx.ModelProto) -> list[dict[str, np.ndarray]]:
+        sess = simulation_session(model)
+        wanted = {i.name for i in sess.get_inputs()}
+        return [dict(zip(self.names, sess.run(self.names, {k: v for k, v in f.items() if k in wanted})))
+                for f in self.eval_set.feeds]
+
+    def values(self, outs: list[dict[str, np.ndarray]]) -> list[float]:
+        n = len(outs)
+        result = [self.metric(outs, self.eval_set.labels, self.refs)]
+        if n >= 4:
+            for half in (0, 1):
+                idx = list(range(half, n, 2))
+                labels = {k: v[idx] for k, v in self.eval_set.labels.items()}
+                result.append(self.metric([outs[i] for i in idx], labels,
+                                          [self.refs[i] for i in idx] if self.refs is not None else None))
+        return result
+
+    def start(self, fp32_model: onnx.ModelProto) -> float:
+        self.refs = self.run(fp32_model)
+        self.fp32 = self.values(self.refs)[0]
+        return self.fp32
+
+    def evaluate(self, qdq: onnx.ModelProto) -> list[float]:
+        return self.values(self.run(qdq))
+
+
+class TaskAccuracyBudget:
+    """The :class:`AccuracyBudget` interface over a task metric (``--eval-data`` + ``--metric``):
+    a candidate's score is its task value, the budget holds when it is within the allowed drop
+    of fp32's value."""
+
+    metric = "task"
+
+    def __init__(self, task, fp32: float):
+        self.task, self.fp32 = task, fp32
+
+    def score(self, metrics: dict[str, dict[str, Any]]) -> float:
+        return metrics[TASK_KEY]["value"]
+
+    def met(self, metrics: dict[str, dict[str, Any]]) -> bool:
+        return self.task.met(self.score(metrics), self.fp32)
+
+    def __str__(self) -> str:
+        return str(self.task)
+
+
 class _Judge:
     """Scores a quantized candidate on the eval samples: the budget's metric per graph output,
     taken on the logits for probability outputs (see :data:`PROBABILITY_OPS`). Candidates are
@@ -206,6 +269,7 @@ class _Judge:
                       **{self.names[o]: r[logits] for o, logits in scored.items()}} for r in refs]
         self.outputs: dict[int, dict[str, dict[str, float]]] = {}
         self.subsets: dict[int, list[dict[str, dict[str, Any]]]] = {}  # scored metrics of each half
+        self.task: _TaskEvaluator | None = None
 
     def met(self, budget: AccuracyBudget, qdq: onnx.ModelProto) -> bool:
         """Whether a candidate scored before meets ``budget`` on the graph outputs."""
@@ -221,6 +285,11 @@ class _Judge:
         metrics = every[0]
         self.outputs[id(qdq)] = {o: metrics[o] for o in self.index.graph_outputs}
         scored = [{o: m[self.names[o]] if o in self.names else m[o] for o in self.index.graph_outputs} for m in every]
+        if self.task is not None:
+            values = self.task.evaluate(qdq)
+            self.outputs[id(qdq)][TASK_KEY] = {"value": values[0]}
+            for m, v in zip(scored, values if len(scored) > 1 else values[:1]):
+                m[TASK_KEY] = {"value": v}
         self.subsets[id(qdq)] = scored[1:]
         return scored[0]
 
@@ -300,6 +369,14 @@ def quantize_model(
     )
     tails = find_concat_tails(model)
     judge = _Judge(index, feeds, refs, scored, tails)
+    budget: Any = config.budget
+    if config.task is not None and config.eval_set is not None:
+        judge.task = _TaskEvaluator(config.eval_set, config.task.metric, list(index.graph_outputs))
+        fp32_task = judge.task.start(proto)
+        budget = TaskAccuracyBudget(config.task, fp32_task)
+        log(f"task metric {config.task.metric.name} on {len(config.eval_set)} evaluation samples: fp32 "
+            f"{config.task.metric.format(fp32_task)}; budget {config.task}")
+        config = dataclasses.replace(config, budget=budget)
     if scored:
         log(f"accuracy scored on the logits of {len(scored)} probability output(s)")
     if tails:
@@ -359,13 +436,21 @@ def quantize_model(
                                                            log, progress, base_fallback, plan, qdq, metrics, ranges)
     output_metrics = judge.outputs[id(qdq)]
     budget_met = config.budget.met(output_metrics)
+    final_score = config.budget.score(output_metrics)
+    task_value = output_metrics.get(TASK_KEY, {}).get("value")
+    output_metrics = {k: v for k, v in output_metrics.items() if k != TASK_KEY}
     if not budget_met:
         log(f"warning: accuracy budget {config.budget} missed: best {config.budget.metric} "
-            f"{config.budget.score(output_metrics):.4g}" + ("" if scheme.mixed_precision else " (this target allows no float fallback)"))
+            f"{final_score:.4g}" + ("" if scheme.mixed_precision else " (this target allows no float fallback)"))
     result_model = ir.from_proto(proto) if equalized else model
     report = _report(index, observers, plan, sensitivity, config, method, trials, output_metrics, budget_met,
                      equalized, len(calibration))
     report["calibration_check"] = calibration_check
+    if task_value is not None:
+        from deploykit.quant.task_metrics import summary
+
+        report["task_metric"] = {**summary(config.task, judge.task.fp32, task_value, len(config.eval_set),
+                                           "int8_simulated"), "met": budget_met}
     if joins:
         report["joined_outputs"] = {o: t.to_json() for o, t in joins.items()}
         report["fallback_layers"] = sorted(set(report["fallback_layers"]) - join_nodes)
@@ -440,7 +525,7 @@ def _split_mixed_concats(index, observers, tails, scheme: QuantScheme, fallback:
     return fallback, joins
 
 
-def _clearly_better(budget: AccuracyBudget, a: float, b: float) -> bool:
+def _clearly_better(budget, a: float, b: float) -> bool:
     """Score ``a`` beats ``b`` by enough to pay for float ops: 10 % less cosine error, or 0.5 dB.
 
     PP-OCR rec (TFLite): float h-swish chains took the logits' cosine error from 0.036 to 0.018
@@ -448,6 +533,8 @@ def _clearly_better(budget: AccuracyBudget, a: float, b: float) -> bool:
     of int8 latency."""
     if budget.metric == "sqnr":
         return a >= b + 0.5
+    if budget.metric == "task":  # a tenth of the allowed drop
+        return a >= b + max(budget.task.drop / budget.task.metric.scale(), 1e-9) / 10
     return (1.0 - a) <= 0.9 * (1.0 - b)
 
 

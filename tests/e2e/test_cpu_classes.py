@@ -178,12 +178,9 @@ np.save(sys.argv[3], simulation_session(m).run(None, {"x": x[:1]})[0])
     np.testing.assert_allclose(np.load(tmp_path / "None.npy"), np.load(tmp_path / f"{AVX2_ONLY}.npy"), rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.plugin
-def test_tflite_int8_has_no_x86_saturation(tmp_path):
-    """XNNPACK's x86 int8 kernels widen to int16 before multiplying (vpmaddwd): an 8-bit-weight
-    TFLite model gives the same result on an emulated AVX2 CPU as here."""
-    _needs_qemu()
-    pytest.importorskip("ai_edge_litert")
+def _build_and_run_everywhere(tmp_path, target: str, plugins: str) -> tuple[np.ndarray, dict]:
+    """The saturating model built int8 for ``target`` here; fp32 outputs and the bundle's outputs
+    here (``None``) and on the emulated AVX2 CPU."""
     from conftest import run_cli
 
     model = saturating_model(tmp_path / "sat.onnx")
@@ -191,13 +188,23 @@ def test_tflite_int8_has_no_x86_saturation(tmp_path):
     np.save(tmp_path / "calib.npy", rng.uniform(0, 1, (32, 64, 8, 8)).astype(np.float32))
     x = rng.uniform(0, 1, (4, 64, 8, 8)).astype(np.float32)
     np.save(tmp_path / "x.npy", x)
-    r = run_cli("build", model, "--target", "rpi4", "-p", "int8", "--calibration", tmp_path / "calib.npy",
-                "-o", tmp_path / "b", env={"DEPLOYKIT_PLUGINS": "profiles,tflite"})
+    r = run_cli("build", model, "--target", target, "-p", "int8", "--calibration", tmp_path / "calib.npy",
+                "-o", tmp_path / "b", env={"DEPLOYKIT_PLUGINS": plugins})
     assert r.returncode == 0, r.stderr
     outs = {}
     for cpu in (None, AVX2_ONLY):
         _run(RUN_BUNDLE, [tmp_path / "b", tmp_path / "x.npy", tmp_path / f"{cpu}.npy"], cpu)
         outs[cpu] = np.load(tmp_path / f"{cpu}.npy")
+    return _fp32(model, x), outs
+
+
+@pytest.mark.plugin
+def test_tflite_int8_has_no_x86_saturation(tmp_path):
+    """XNNPACK's x86 int8 kernels widen to int16 before multiplying (vpmaddwd): an 8-bit-weight
+    TFLite model gives the same result on an emulated AVX2 CPU as here."""
+    _needs_qemu()
+    pytest.importorskip("ai_edge_litert")
+    _, outs = _build_and_run_everywhere(tmp_path, "rpi4", "profiles,tflite")
     np.testing.assert_array_equal(outs[None], outs[AVX2_ONLY])
 
 
@@ -207,17 +214,6 @@ def test_openvino_int8_same_on_avx2(tmp_path):
     emulated AVX2 CPU gives the result this machine gives."""
     _needs_qemu()
     pytest.importorskip("openvino")
-    from conftest import run_cli
-
-    model = saturating_model(tmp_path / "sat.onnx")
-    rng = np.random.default_rng(0)
-    np.save(tmp_path / "calib.npy", rng.uniform(0, 1, (32, 64, 8, 8)).astype(np.float32))
-    x = rng.uniform(0, 1, (4, 64, 8, 8)).astype(np.float32)
-    np.save(tmp_path / "x.npy", x)
-    r = run_cli("build", model, "--target", "intel-cpu", "-p", "int8", "--calibration", tmp_path / "calib.npy",
-                "-o", tmp_path / "b", env={"DEPLOYKIT_PLUGINS": "profiles,openvino"})
-    assert r.returncode == 0, r.stderr
-    ref = _fp32(model, x)
-    for cpu in (None, AVX2_ONLY):
-        _run(RUN_BUNDLE, [tmp_path / "b", tmp_path / "x.npy", tmp_path / f"{cpu}.npy"], cpu)
-        assert _sqnr(ref, np.load(tmp_path / f"{cpu}.npy")) > 30, cpu
+    ref, outs = _build_and_run_everywhere(tmp_path, "intel-cpu", "profiles,openvino")
+    for cpu, y in outs.items():
+        assert _sqnr(ref, y) > 30, cpu
