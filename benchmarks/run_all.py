@@ -24,6 +24,7 @@ BENCHMARKS = {
     "tensorrt": ("tensorrt/run.py", False),
     "compress": ("compress/run.py", True),
     "fleet": ("fleet.py", False),
+    "startup": ("startup.py", False),
 }
 
 

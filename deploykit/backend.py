@@ -8,19 +8,20 @@ Everything heavy (toolchains, runtimes) is imported inside methods, never at mod
 from __future__ import annotations
 
 import enum
+import importlib
 import importlib.util
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import onnx_ir as ir
-
 from deploykit.errors import DeployError
-from deploykit.ir.info import TensorSpec
 from deploykit.quant.scheme import QuantScheme
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the graph stack (onnx_ir, numpy) stays out of `deploykit --help/targets/doctor`
+    import onnx_ir as ir
+
+    from deploykit.ir.info import TensorSpec
     from deploykit.quant.calibration import SampleSet
     from deploykit.targets import TargetProfile
 
@@ -140,6 +141,8 @@ class Backend:
     :cvar precisions: precisions this backend can produce.
     :cvar runtime: the runtime the generated runner uses on the device.
     :cvar host_modules: Python modules needed on the *host* to lower/verify (checked lazily).
+    :cvar host_note: what a build on a machine without the device does and cannot do (shown by
+        ``deploykit doctor`` next to "ready"), e.g. "verifies with the ONNX Runtime fallback".
     :cvar op_support: op type -> :class:`OpRule`; ops not listed are unsupported. ``None``
         means "every op the ONNX standard defines" (the ONNX Runtime backend).
     :cvar quant_scheme: the int8 scheme the engine must follow (``None``: no int8).
@@ -153,6 +156,7 @@ class Backend:
     precisions: ClassVar[tuple[str, ...]] = ("fp32",)
     runtime: ClassVar[str] = ""
     host_modules: ClassVar[tuple[str, ...]] = ()
+    host_note: ClassVar[str] = ""
     op_support: ClassVar[Mapping[str, OpRule] | None] = {}
     quant_scheme: ClassVar[QuantScheme | None] = None
     min_opset: ClassVar[int] = 7
@@ -202,6 +206,8 @@ class Backend:
 
     def analyze(self, model: ir.Model) -> list[NodeSupport]:
         """Per-node support status, from :attr:`op_support` (override for context rules)."""
+        import onnx_ir as ir
+
         result = []
         for node in ir.traversal.RecursiveGraphIterator(model.graph):
             op = node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}::{node.op_type}"
@@ -237,3 +243,41 @@ class Backend:
         """Why the generated runner cannot run on this host (``None`` when it can)."""
         missing = self.missing_host_modules()
         return f"{', '.join(missing)} not installed on this host" if missing else None
+
+
+@dataclass(frozen=True)
+class LazyBackend:
+    """A backend registered by import path; its class is imported on first use.
+
+    Importing a backend class pulls in the graph stack (onnx_ir, onnx, numpy): seconds of start-up
+    that ``deploykit targets`` and ``deploykit doctor`` do not need, since they only ask for a
+    backend's name and host modules. A plugin may register
+    ``LazyBackend("acme", "deploykit_acme.backend:AcmeBackend", host_modules=("onnxruntime",))``
+    instead of the class; the class must declare the same ``name`` and ``host_modules``.
+    """
+
+    name: str
+    path: str  # "package.module:ClassName"
+    host_modules: tuple[str, ...] = ()
+    host_note: str = ""
+
+    def missing_host_modules(self) -> list[str]:
+        return [m for m in self.host_modules if importlib.util.find_spec(m) is None]
+
+    def is_installed(self) -> bool:
+        return not self.missing_host_modules()
+
+    def load(self) -> type[Backend]:
+        """Import the class and check that it matches this declaration."""
+        module_name, _, attr = self.path.partition(":")
+        try:
+            cls = getattr(importlib.import_module(module_name), attr)
+        except (ImportError, AttributeError) as e:
+            raise DeployError(f"backend {self.name!r}: cannot import {self.path!r}: {e}") from e
+        if not (isinstance(cls, type) and issubclass(cls, Backend)):
+            raise DeployError(f"backend {self.name!r}: {self.path!r} is not a deploykit.backend.Backend subclass")
+        if cls.name != self.name or tuple(cls.host_modules) != tuple(self.host_modules):
+            raise DeployError(f"backend {self.name!r}: {self.path!r} declares name {cls.name!r} and host modules "
+                              f"{tuple(cls.host_modules)}, its registration says {self.name!r} and {tuple(self.host_modules)}")
+        cls.validate_class()
+        return cls

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
-    from deploykit.backend import Backend
+    from deploykit.backend import Backend, LazyBackend
     from deploykit.targets import TargetProfile
 
 hookspec = pluggy.HookspecMarker("deploykit")
@@ -26,14 +26,18 @@ hookimpl = pluggy.HookimplMarker("deploykit")
 
 
 @hookspec
-def register_backends(register: Callable[[type[Backend]], None]) -> None:
+def register_backends(register: Callable[[type[Backend] | LazyBackend], None]) -> None:
     """Register backend classes.
 
     Call ``register(BackendClass)`` once per backend. The class must subclass
     :class:`deploykit.backend.Backend` and set a unique ``name``. Registering a class must be
     cheap: import heavy toolchains lazily inside the backend's methods, never at module import.
+    A module that imports onnx_ir/numpy is not cheap (seconds): register
+    ``LazyBackend(name, "package.module:Class", host_modules=...)`` instead, and the class is
+    imported only when a build, inspect or run needs it (``deploykit targets`` and ``doctor`` never do).
 
-    :param register: core-owned callback taking a :class:`~deploykit.backend.Backend` subclass.
+    :param register: core-owned callback taking a :class:`~deploykit.backend.Backend` subclass
+        or a :class:`~deploykit.backend.LazyBackend`.
     """
 
 

@@ -28,7 +28,7 @@ from deploykit.verification import run_bundle, verify_outputs
 
 VERIFY_SAMPLES = 4
 COMPRESS_SCAN_SAMPLES = 32
-STORED_SAMPLES = 2
+STORED_SAMPLES = VERIFY_SAMPLES  # every held-out sample verification used: `verify` recomputes the same figures
 
 
 class Reporter:
@@ -86,6 +86,15 @@ def unsupported_error(support: list[NodeSupport], target: str) -> UnsupportedErr
     )
 
 
+def calibration_needed(profile, explicit: bool) -> str:
+    """The error for int8 without calibration data: whose choice int8 was, and every way forward."""
+    others = [p for p in profile.precisions if p != "int8"]
+    why = "int8 needs" if explicit else f"target {profile.name!r} builds int8 by default, which needs"
+    return (f"{why} calibration data: add --calibration with a .npy of samples stacked on axis 0 (each shaped "
+            "like the input without its batch dimension), a .npz with one such array per input, or a folder of "
+            "images" + (f"; or build --precision {'|'.join(others)}" if others else f" ({profile.name} runs int8 only)"))
+
+
 def _split_samples(samples: SampleSet) -> tuple[SampleSet, SampleSet]:
     n = len(samples)
     if n == 1:
@@ -115,10 +124,7 @@ def build(request: BuildRequest, registry: Registry | None = None, reporter: Rep
     backend: Backend = backend_cls(profile)
     backend.check_precision(precision)
     if precision == "int8" and not request.calibration:
-        raise CalibrationError(
-            "int8 needs calibration data: pass --calibration samples.npy (samples stacked on axis 0, "
-            "shaped like the input without batch) or .npz with one array per input"
-        )
+        raise CalibrationError(calibration_needed(profile, explicit=request.precision is not None))
     model_path = Path(request.model)
     shapes = parse_input_shapes(request.input_shapes)
     out_dir = Path(request.output) if request.output else default_output(model_path, profile.name, precision)
@@ -226,7 +232,7 @@ def build(request: BuildRequest, registry: Registry | None = None, reporter: Rep
                 reporter.warn(f"verification skipped: {reason}")
             else:
                 try:
-                    outs, runtime = run_bundle(work, feeds, threads=profile.threads)
+                    outs, runtime = run_bundle(work, feeds)  # the runner's default: min(profile threads, cores)
                     verification = verify_outputs(refs, outs, precision, runtime, parts=_output_parts(model))
                     if eval_set is not None:
                         names = [o.name for o in outputs]
@@ -243,7 +249,7 @@ def build(request: BuildRequest, registry: Registry | None = None, reporter: Rep
             "backend": backend.name,
             "precision": precision,
             "model": {"file": model_path.name, "sha256": source_sha,
-                      "nodes": len(list(model.graph)), "opset": model.opset_imports.get("", 0)},
+                      "nodes": len(list(model.graph)), "opset": model.opset_imports.get("", 0), **_model_size(model)},
             "support": _support_summary(support),
             "verification": verification,
             "task_metric": verification.get("task"),
@@ -399,6 +405,17 @@ def _quant_summary(quant) -> dict[str, Any] | None:
             "budget_met": r["budget_met"], "fallback_layers": r["fallback_layers"],
             "bias_correction": r["bias_correction"], "cross_layer_equalization": r["cross_layer_equalization"],
             "calibration_samples": r["calibration_samples"], "weight_bits": r.get("weight_bits", 8)}
+
+
+def _model_size(model) -> dict[str, int]:
+    """Parameters and MACs of the model lowered (``deploykit compare`` shows them for artifacts it cannot parse)."""
+    from deploykit.ir.stats import model_stats
+
+    try:
+        st = model_stats(model)
+    except Exception:  # noqa: BLE001 - figures for the report only; a build never fails on them
+        return {}
+    return {"params": int(st.params), "macs": int(st.macs)}
 
 
 def _stack(arrays):

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import importlib.metadata as md
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Union
 
 import pluggy
 
 from deploykit import hookspecs
-from deploykit.backend import Backend
+from deploykit.backend import Backend, LazyBackend
 from deploykit.errors import DeployError, TargetError
 from deploykit.targets import TargetProfile, suggest
 
@@ -56,11 +56,58 @@ def load_entrypoint_plugins(pm: pluggy.PluginManager) -> list[str]:
     return loaded
 
 
+BackendEntry = Union[type[Backend], LazyBackend]
+
+
+class Backends(Mapping[str, type[Backend]]):
+    """Registered backends by name. Reading one imports its class (a :class:`LazyBackend` is
+    imported on first use); :meth:`declared` answers name / host-module questions without importing."""
+
+    def __init__(self) -> None:
+        self._entries: dict[str, BackendEntry] = {}
+        self._classes: dict[str, type[Backend]] = {}
+
+    def add(self, entry: BackendEntry) -> None:
+        if isinstance(entry, LazyBackend):
+            if not entry.name or ":" not in entry.path:
+                raise DeployError(f"register_backends got {entry!r}: a LazyBackend needs a name and a 'module:Class' path")
+        elif isinstance(entry, type) and issubclass(entry, Backend):
+            entry.validate_class()
+        else:
+            raise DeployError(f"register_backends got {entry!r}, which is not a deploykit.backend.Backend subclass")
+        old = self._entries.get(entry.name)
+        if old is not None and old != entry:
+            raise DeployError(f"two plugins register a backend named {entry.name!r}")
+        self._entries[entry.name] = entry
+
+    def declared(self, name: str) -> BackendEntry | None:
+        """The registered class or :class:`LazyBackend` (no import), ``None`` when not registered."""
+        return self._entries.get(name)
+
+    def __getitem__(self, name: str) -> type[Backend]:
+        if name not in self._classes:
+            entry = self._entries[name]
+            self._classes[name] = entry.load() if isinstance(entry, LazyBackend) else entry
+        return self._classes[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def __repr__(self) -> str:
+        return f"Backends({sorted(self._entries)})"
+
+
 @dataclass
 class Registry:
     """Backends and targets contributed by the loaded plugins."""
 
-    backends: dict[str, type[Backend]] = field(default_factory=dict)
+    backends: Backends = field(default_factory=Backends)
     targets: dict[str, TargetProfile] = field(default_factory=dict)
     plugins: dict[str, str] = field(default_factory=dict)  # plugin name -> version
 
@@ -68,13 +115,8 @@ class Registry:
     def from_manager(cls, pm: pluggy.PluginManager) -> Registry:
         reg = cls()
 
-        def register_backend(backend: type[Backend]) -> None:
-            if not (isinstance(backend, type) and issubclass(backend, Backend)):
-                raise DeployError(f"register_backends got {backend!r}, which is not a deploykit.backend.Backend subclass")
-            backend.validate_class()
-            if backend.name in reg.backends and reg.backends[backend.name] is not backend:
-                raise DeployError(f"two plugins register a backend named {backend.name!r}")
-            reg.backends[backend.name] = backend
+        def register_backend(backend: BackendEntry) -> None:
+            reg.backends.add(backend)
 
         def register_target(profile: TargetProfile) -> None:
             if not isinstance(profile, TargetProfile):

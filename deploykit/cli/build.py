@@ -9,7 +9,6 @@ import typer
 
 from deploykit.cli.common import DebugOption, JsonOption, RichReporter, cli_errors, err_console, print_json
 from deploykit.cli.project_cmd import ExecutorOption, JobsOption, KeepGoingOption, ProjectOption, RebuildOption
-from deploykit.pipeline import BuildRequest, build
 
 
 @cli_errors
@@ -25,7 +24,7 @@ def build_command(
     calibration: Optional[str] = typer.Option(
         None, "--calibration", "-c",
         help=".npy (samples stacked on axis 0, shaped like the input without batch), .npz (one array per input name), "
-        "or a folder of images (see --calib-*). Required for int8.",
+        "or a folder of images (see --calib-*). Required for int8, the default precision of most targets.",
     ),
     calib_mean: Optional[str] = typer.Option(None, "--calib-mean", help="Image folders: per-channel mean after scaling, e.g. 0.485,0.456,0.406 [default: 0]."),
     calib_std: Optional[str] = typer.Option(None, "--calib-std", help="Image folders: per-channel std, e.g. 0.229,0.224,0.225 [default: 1]."),
@@ -103,8 +102,14 @@ def build_command(
         from deploykit.errors import DeployError
 
         raise DeployError(f"unknown --io {io!r}; use float or int8")
-    from deploykit.quant.images import ImagePreprocess
+    from deploykit.pipeline import BuildRequest, build
+    from deploykit.quant.images import IMAGE_SUFFIXES, ImagePreprocess
 
+    if calibration and Path(calibration).suffix.lower() in IMAGE_SUFFIXES and Path(calibration).is_file():
+        from deploykit.errors import CalibrationError
+
+        raise CalibrationError(f"--calibration {calibration!r} is a single image; calibration needs many samples: "
+                               f"pass the folder that holds them (--calibration {str(Path(calibration).parent)!r})")
     if calib_layout not in ("auto", "nchw", "nhwc"):
         from deploykit.errors import DeployError
 
@@ -147,10 +152,12 @@ def metric_cells(name: str, v: dict) -> list:
 def _print_summary(result, verification) -> None:
     from rich.table import Table
 
+    from deploykit.cli.verdict import samples_text, verdict
+
     m = result.manifest
     if verification.get("status") in ("passed", "failed"):
-        table = Table(title=f"verification vs fp32 ({verification['samples']} samples, {verification['runtime']})",
-                      title_justify="left")
+        table = Table(title=f"verification vs fp32 on {samples_text(verification['samples'], False)} "
+                            f"({verification['runtime']})", title_justify="left")
         for col in ("output", "max abs err", "rel. to range", "cosine", "SQNR dB", "top-1"):
             table.add_column(col, justify="right" if col != "output" else "left")
         for name, v in verification["outputs"].items():
@@ -166,10 +173,9 @@ def _print_summary(result, verification) -> None:
                           f"(budget {c['budget']} {met}; the verification below is against the compressed model)")
     q = m.get("quantization")
     if q:
-        met = "[green]met[/]" if q["budget_met"] else "[red]MISSED[/]"
-        err_console.print(f"int8: range method {q['range_method']}, budget {q['budget']} {met}, "
-                          f"{len(q['fallback_layers'])} layer(s) in float, bias correction "
-                          f"{'on' if q['bias_correction'] else 'off'}, {q['cross_layer_equalization']} equalized conv pairs")
+        err_console.print(f"int8: range method {q['range_method']}, {len(q['fallback_layers'])} layer(s) in float, "
+                          f"bias correction {'on' if q['bias_correction'] else 'off'}, "
+                          f"{q['cross_layer_equalization']} equalized conv pairs", markup=False)
     t = verification.get("task")
     if t:
         from deploykit.quant.task_metrics import parse_metric_unit_format
@@ -180,8 +186,8 @@ def _print_summary(result, verification) -> None:
         err_console.print(f"task metric {t['metric']} on {t['samples']} evaluation samples: fp32 {fmt(t['fp32'])}, "
                           f"{prec} {fmt(t[prec])}{delta}; budget {t['budget']}: {'met' if t['met'] else 'MISSED'}",
                           markup=False, highlight=False)
-    status = verification.get("status")
-    style = {"passed": "green", "failed": "red", "skipped": "yellow"}.get(status, "")
-    err_console.print(f"[{style}]verification {status}[/]" if style else f"verification {status}")
+    status, line = verdict(verification, (result.report or {}).get("quantization") or q)
+    style = {"passed": "green", "failed": "red", "budget-missed": "yellow", "skipped": "yellow"}.get(status, "")
+    err_console.print(line, style=style, markup=False, highlight=False)
     err_console.print(f"bundle for [bold]{m['target']}[/] ({m['backend']}, {m['precision']}): ", end="")
     err_console.print(str(result.out_dir), markup=False, highlight=False)

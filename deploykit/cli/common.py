@@ -15,7 +15,6 @@ import typer
 from rich.console import Console
 
 from deploykit.errors import DeployError
-from deploykit.pipeline import Reporter
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -69,8 +68,9 @@ def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
 
 
-class RichReporter(Reporter):
-    """Prints each build stage with its duration on stderr."""
+class RichReporter:
+    """Prints each build stage with its duration on stderr (the interface of
+    :class:`deploykit.pipeline.Reporter`, not imported here: it pulls in the graph stack)."""
 
     def __init__(self, quiet: bool = False):
         self.quiet = quiet

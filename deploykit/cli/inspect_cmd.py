@@ -47,8 +47,10 @@ def inspect_command(
 
         m = backend.prepare(m, BuildOptions(precision=profile.default_precision, input_shapes=shapes))
         support = backend.analyze(m)
-        info["target"] = {"name": profile.name, "backend": backend.name,
-                          "support": [s.to_json() for s in support],
+        shapes_out = _output_shapes(m, support)
+        info["target"] = {"name": profile.name, "backend": backend.name, "runtime": backend.runtime,
+                          "precision": profile.default_precision, "runs_on": _runs_on(profile),
+                          "support": [{**s.to_json(), "output_shape": shape} for s, shape in zip(support, shapes_out)],
                           "unsupported": sum(s.status is Support.UNSUPPORTED for s in support)}
     if json_out:
         print_json(info)
@@ -77,16 +79,67 @@ def _print(info: dict, dynamic: bool) -> None:
         ops.add_row(op, str(n))
     out_console.print(ops)
     if "target" in info:
-        t = info["target"]
-        sup = Table(title=f"support on {t['name']} ({t['backend']})", title_justify="left")
-        for col in ("node", "op", "status", "reason", "device"):
-            sup.add_column(col)
-        for s in t["support"]:
-            if s["status"] != "supported" or s["device"]:
-                style = {"unsupported": "red", "rewrite": "yellow"}.get(s["status"], "")
-                sup.add_row(s["node"], s["op_type"], f"[{style}]{s['status']}[/]" if style else s["status"], s["reason"], s["device"])
-        if sup.row_count:
-            out_console.print(sup)
-        n = len(t["support"])
-        out_console.print(f"{n - t['unsupported']}/{n} nodes supported on {t['name']}"
-                          + (f", [red]{t['unsupported']} unsupported[/]" if t["unsupported"] else ""))
+        _print_support(info["target"])
+
+
+# NodeSupport.device values -> what the table says
+DEVICES = {"tpu": "Edge TPU", "cpu": "CPU", "vpu": "VPU", "gpu": "GPU", "npu": "NPU"}
+# where a backend's nodes run when it does not say per node
+RUNS_ON = {"tflite": "LiteRT", "onnxruntime": "CPU", "tensorrt": "GPU (TensorRT)"}
+
+
+def _runs_on(profile) -> str:
+    if profile.backend == "openvino":
+        return f"OpenVINO {profile.options.get('device', 'CPU')}"
+    return RUNS_ON.get(profile.backend, profile.runtime)
+
+
+def _output_shapes(model, support) -> list[list[int] | None]:
+    """The first output shape of each analysed node (analysis lists nodes in graph order)."""
+    import onnx_ir as ir
+
+    nodes = list(ir.traversal.RecursiveGraphIterator(model.graph))
+    if len(nodes) != len(support):
+        nodes = list(model.graph)
+    by_name = {n.name: n for n in nodes if n.name}
+    shapes = []
+    for i, s in enumerate(support):
+        node = nodes[i] if i < len(nodes) and (nodes[i].name or "") == s.node else by_name.get(s.node)
+        out = node.outputs[0] if node is not None and node.outputs else None
+        shape = out.shape if out is not None else None
+        shapes.append([d if isinstance(d, int) else -1 for d in shape] if shape is not None else None)
+    return shapes
+
+
+def _print_support(t: dict) -> None:
+    """One row per node (op, output shape, where it runs, status), then the summary."""
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
+    default = t.get("runs_on") or t["backend"]
+    sup = Table(title=f"nodes on {t['name']} ({t['backend']}, {t['precision']} by default)", title_justify="left",
+                box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+    for col in ("node", "op", "output shape", "runs on", "status"):
+        sup.add_column(col, overflow="fold")
+    counts: dict[str, int] = {}
+    for s in t["support"]:
+        where = DEVICES.get(s["device"], s["device"]) if s["device"] else default
+        if s["status"] == "unsupported":
+            where = "-"
+        counts[where] = counts.get(where, 0) + 1
+        # the reason of a supported node is its op's table note (e.g. about 3-D convs): not about this node
+        status = s["status"] + (f": {s['reason']}" if s["reason"] and s["status"] != "supported" else "")
+        style = {"unsupported": "red", "rewrite": "yellow"}.get(s["status"], "")
+        shape = "" if s.get("output_shape") is None else "x".join(map(str, s["output_shape"])) or "scalar"
+        sup.add_row(Text(s["node"] or "(unnamed)"), Text(s["op_type"]), Text(shape), Text(where), Text(status, style=style))
+    out_console.print(sup)
+    if t["backend"] == "tflite":
+        out_console.print("LiteRT runs each op in XNNPACK or on a built-in kernel depending on the lowered graph and "
+                          "its precision: 'deploykit build' measures which in LiteRT and reports the partitions",
+                          markup=False)
+    n = len(t["support"])
+    where = ", ".join(f"{k} {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1]) if k != "-")
+    out_console.print(f"{n - t['unsupported']}/{n} nodes supported on {t['name']}"
+                      + (f", [red]{t['unsupported']} unsupported[/]" if t["unsupported"] else "")
+                      + (f" (runs on: {where})" if where else ""), highlight=False)

@@ -15,7 +15,6 @@ from typing import Optional
 import typer
 
 from deploykit.cli.common import DebugOption, JsonOption, RichReporter, cli_errors, err_console, human_count, out_console, print_json
-from deploykit.pipeline import log_or_warn
 
 
 @cli_errors
@@ -47,6 +46,7 @@ def optimize_command(
     from deploykit.errors import DeployError
     from deploykit.ir import graph_inputs, load_model, parse_input_shapes, save_model, to_proto
     from deploykit.passes import canonicalize
+    from deploykit.pipeline import log_or_warn
 
     spec = parse_spec(compress_spec)
     if not 0.5 <= budget <= 1.0:

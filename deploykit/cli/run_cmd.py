@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-import numpy as np
 import typer
 
 from deploykit.cli.common import DebugOption, JsonOption, cli_errors, err_console, out_console, print_json
@@ -27,7 +26,17 @@ def _parse_inputs(items: list[str], names: list[str]) -> dict[str, Path]:
     return feeds
 
 
-def _load_array(path: Path) -> np.ndarray:
+def _missing_runtime(bundle: Path, e: ImportError) -> DeployError:
+    """One line: the runner's own message (it names the fix), with the bundle's requirements path."""
+    text = " ".join(str(e).split()) or type(e).__name__
+    fix = f"pip install -r {Path(bundle) / 'requirements.txt'}"
+    text = text.replace("pip install -r requirements.txt", fix) if "requirements.txt" in text else f"{text}; {fix}"
+    return DeployError(f"cannot run bundle {str(bundle)!r} here: {text}")
+
+
+def _load_array(path: Path):
+    import numpy as np
+
     try:
         return np.load(path, allow_pickle=False)
     except (OSError, ValueError) as e:
@@ -39,11 +48,13 @@ def run_command(
     bundle: Path = typer.Argument(..., help="A bundle folder made by 'deploykit build'.", show_default=False),
     input: list[str] = typer.Option([], "--input", "-i", help="NAME=FILE.npy, one per model input."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the outputs to this .npz file."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads [default: the target's]."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads [default: the target's, at most the cores available]."),
     json_out: bool = JsonOption,
     debug: bool = DebugOption,
 ) -> None:
     """Run a bundle on this machine with inputs from .npy files."""
+    import numpy as np
+
     from deploykit.bundle.files import write_npz
     from deploykit.bundle.manifest import read_manifest
     from deploykit.verification import load_runner_module
@@ -55,7 +66,7 @@ def run_command(
     try:
         runner = load_runner_module(bundle).Runner(str(bundle), num_threads=threads)
     except ImportError as e:
-        raise DeployError(f"the bundle's runtime is not installed here: {e}; pip install -r {bundle}/requirements.txt") from e
+        raise _missing_runtime(bundle, e) from e
     try:
         outputs = runner.run(feeds)
     except (ValueError, KeyError, TypeError) as e:
@@ -98,22 +109,44 @@ def verify_command(
     try:
         outs, runtime = run_bundle(bundle, feeds)
     except ImportError as e:
-        raise DeployError(f"the bundle's runtime is not installed here: {e}; pip install -r {bundle}/requirements.txt") from e
+        raise _missing_runtime(bundle, e) from e
     from deploykit.quant.parts import ConcatTail
 
     stored_parts = (manifest.get("verification") or {}).get("output_parts") or {}
     parts = {o: ConcatTail.from_json(d) for o, d in stored_parts.items()}
     result = verify_outputs(refs, outs, manifest["precision"], runtime, parts=parts)
     result["files_checked"] = len(manifest["files"])
+    built = (manifest.get("verification") or {}).get("samples")
+    result["build_samples"] = built
     if json_out:
         print_json(result)
     else:
+        from deploykit.cli.verdict import verdict
+
         out_console.print(f"{result['files_checked']} files match their sha256", markup=False)
         for name, m in result["outputs"].items():
             rows = [(name, m)] + [(f"{name} {label}", pm) for label, pm in (m.get("parts") or {}).items()]
             for label, v in rows:
+                sqnr = v["sqnr_db"] if isinstance(v["sqnr_db"], str) else f"{v['sqnr_db']:.1f}"
                 out_console.print(f"{label}: max abs err {v['max_abs_error']:.3g}, cosine {v['cosine']:.6f}, "
-                                  f"SQNR {v['sqnr_db']} dB", markup=False, highlight=False)
-        out_console.print(f"verification {result['status']} ({runtime})", markup=False)
+                                  f"SQNR {sqnr} dB", markup=False, highlight=False)
+        if isinstance(built, int) and built != n:
+            out_console.print(f"note: this bundle stores {n} of the {built} held-out samples its build verified on "
+                              "(an older bundle; a rebuild stores them all), so these figures differ from the build's",
+                              markup=False)
+        _, line = verdict(result, _quantization(bundle, manifest), stored=True)
+        out_console.print(line, markup=False, highlight=False)
     if result["status"] != "passed":
         raise DeployError("verification failed: " + "; ".join(result["problems"]))
+
+
+def _quantization(bundle: Path, manifest: dict) -> dict | None:
+    """The build's int8 report (report.json has the engine's figures; the manifest a summary)."""
+    import json
+
+    try:
+        report = json.loads((Path(bundle) / "report.json").read_text(encoding="utf-8"))
+        q = report.get("quantization") if isinstance(report, dict) else None
+    except (OSError, ValueError):
+        q = None
+    return q if isinstance(q, dict) else manifest.get("quantization")

@@ -137,7 +137,7 @@ class _OnnxRun:
         self.session = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
         self.inputs = [(i.name, i.shape) for i in self.session.get_inputs()]
         self.outputs = [o.name for o in self.session.get_outputs()]
-        self.runtime = f"onnxruntime {ort.__version__} (CPU, {threads or 'default'} threads)"
+        self.runtime = f"onnxruntime {ort.__version__} (CPU, {threads or 'default'} thread{'' if threads == 1 else 's'})"
 
     def prepare(self, feed: Mapping[str, np.ndarray]) -> Feed:
         arrays = {}

@@ -5,13 +5,18 @@ coral-usb``), TPU rewrite rules, and ``edgetpu_compiler`` integration (or ``comp
 Registered through the ``deploykit`` entry-point group, like an outside vendor's plugin.
 """
 
+from deploykit.backend import LazyBackend
 from deploykit.hookspecs import hookimpl
 
-from deploykit_edgetpu.backend import EdgeTpuBackend
-
 __version__ = "0.1.0"
+
+# what `deploykit doctor` says a build on this machine does without the device
+HOST_NOTE = ("builds the full-int8 .tflite and verifies it on this CPU (LiteRT); the Edge TPU model needs "
+             "edgetpu_compiler (x86-64 Linux), running it needs a Coral device")
 
 
 @hookimpl
 def register_backends(register):
-    register(EdgeTpuBackend)
+    # by path: the backend module imports onnx_ir, which `deploykit targets` and `doctor` never need
+    register(LazyBackend("edgetpu", "deploykit_edgetpu.backend:EdgeTpuBackend",
+                         host_modules=("ai_edge_litert",), host_note=HOST_NOTE))

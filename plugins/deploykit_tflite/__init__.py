@@ -4,13 +4,17 @@ Registered through the ``deploykit`` entry-point group, exactly like an outside 
 No TensorFlow: the .tflite flatbuffer is written with the schema object API of ``ai_edge_litert``.
 """
 
+from deploykit.backend import LazyBackend
 from deploykit.hookspecs import hookimpl
 
-from deploykit_tflite.backend import TFLiteBackend
-
 __version__ = "0.1.0"
+
+# what `deploykit doctor` says a build on this machine does without the device
+HOST_NOTE = "builds here and verifies with LiteRT + XNNPACK on this CPU (the board's speed differs)"
 
 
 @hookimpl
 def register_backends(register):
-    register(TFLiteBackend)
+    # by path: the backend module imports onnx_ir, which `deploykit targets` and `doctor` never need
+    register(LazyBackend("tflite", "deploykit_tflite.backend:TFLiteBackend",
+                         host_modules=("ai_edge_litert",), host_note=HOST_NOTE))

@@ -8,6 +8,10 @@ build asks the interpreter instead of predicting them.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
+import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +38,26 @@ class Delegation:
         return {"partitions": self.partitions, "undelegated": dict(self.undelegated), "examples": self.examples[:10]}
 
 
+@contextlib.contextmanager
+def native_info_silenced():
+    """LiteRT prints "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." from C++ on every
+    load (no API turns it off): capture fd 2 meanwhile and pass on every line but ``INFO: `` ones."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            kept = [line for line in tmp.read().decode("utf-8", "replace").splitlines()
+                    if line.strip() and not line.startswith("INFO: ")]
+            if kept:
+                sys.stderr.write("\n".join(kept) + "\n")
+
+
 def xnnpack_delegation(model_path: str | Path, threads: int = 1) -> Delegation:
     """Partitions and refused ops of ``model_path`` under LiteRT's default XNNPACK delegate.
 
@@ -42,8 +66,9 @@ def xnnpack_delegation(model_path: str | Path, threads: int = 1) -> Delegation:
     """
     from ai_edge_litert.interpreter import Interpreter
 
-    it = Interpreter(model_path=str(model_path), num_threads=threads)
-    it.allocate_tensors()
+    with native_info_silenced():
+        it = Interpreter(model_path=str(model_path), num_threads=threads)
+        it.allocate_tensors()
     ops = it._get_ops_details()  # noqa: SLF001 - the only public view of the node list
     delegates = [o for o in ops if o["op_name"] == "DELEGATE"]
     original = [o for o in ops if o["op_name"] != "DELEGATE"]

@@ -106,7 +106,7 @@ def test_targets_lists_the_vendor_target(plugin_env):
     assert "acme-board" in rows, sorted(rows)
     row = rows["acme-board"]
     assert row["backend"] == "acme" and row["installed"] is True and row["status"] == "ready"
-    assert row["precisions"] == ["fp32", "fp16"] and row["default_precision"] == "fp16"
+    assert row["precisions"] == ["fp16", "fp32"] and row["default_precision"] == "fp16"  # default first
     assert "host" in rows  # the built-in plugins still load beside it
 
 
@@ -155,7 +155,7 @@ def test_build_for_acme_board(plugin_env, tmp_path, precision):
                          capture_output=True, text=True, timeout=60)
     assert run.returncode == 0, run.stderr
     assert '"y": shape=[1, 5] dtype=float32' in run.stdout
-    assert "latency over 3 runs (onnxruntime" in run.stdout and "acme cpu" in run.stdout
+    assert "latency over 3 runs, onnxruntime" in run.stdout and "acme cpu" in run.stdout
     bad = subprocess.run([sys.executable, "runner.py"], cwd=out, env=dict(plugin_env, ACME_DEVICE="gpu"),
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode != 0 and "ACME_DEVICE='gpu'" in bad.stderr

@@ -137,7 +137,8 @@ def test_doctor_json(cli):
     for pkg in ("onnx", "onnxruntime", "numpy"):
         assert info["packages"][pkg]
     assert "docker" in info["tools"]
-    assert info["backends"]["onnxruntime"] == {"installed": True, "missing": []}
+    assert info["backends"]["onnxruntime"] == {"installed": True, "missing": [],
+                                               "note": "builds, runs and verifies here (ONNX Runtime on this CPU)"}
     assert set(info["plugins"]) == {"profiles", "onnxruntime"}
     assert {r["name"] for r in info["targets"]} == BUILTIN_TARGETS
 

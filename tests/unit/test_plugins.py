@@ -349,5 +349,5 @@ def test_every_package_of_the_source_tree_is_shipped():
     assert found <= listed, sorted(found - listed)
     data = conf["package-data"]
     for pkg in found:
-        if (root / pkg.replace(".", "/") / "templates").is_dir():
-            assert pkg in data and "templates/*.j2" in data[pkg], pkg
+        if (root / pkg.replace(".", "/") / "templates").is_dir():  # a data-only package of its own
+            assert f"{pkg}.templates" in listed and data.get(f"{pkg}.templates") == ["*.j2"], pkg
