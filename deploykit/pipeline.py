@@ -20,10 +20,11 @@ from deploykit.bundle.render import render
 from deploykit.bundle.staging import StagedOutput, check_output_dir
 from deploykit.errors import CalibrationError, DeployError, UnsupportedError
 from deploykit.ir import graph_inputs, graph_outputs, load_model, parse_input_shapes
+from deploykit.ir.loader import nonfinite_weights
 from deploykit import passes
 from deploykit.plugins import Registry, default_registry
 from deploykit.quant.calibration import SampleSet, load_samples, random_samples
-from deploykit.reference import run_reference
+from deploykit.reference import check_loadable, run_reference
 from deploykit.verification import run_bundle, verify_outputs
 
 VERIFY_SAMPLES = 4
@@ -119,8 +120,9 @@ def build(request: BuildRequest, registry: Registry | None = None, reporter: Rep
         )
     model_path = Path(request.model)
     shapes = parse_input_shapes(request.input_shapes)
-    out_dir = Path(request.output) if request.output else default_output(model_path, profile.name, precision)
-    check_output_dir(out_dir, request.force)
+    out_dir = Path(request.output) if request.output is not None else default_output(model_path, profile.name, precision)
+    protect = [p for p in (model_path, request.calibration) if p]
+    check_output_dir(out_dir, request.force, protect)
     compress_spec = None
     if request.compress:
         from deploykit.compress import parse_spec
@@ -147,6 +149,15 @@ def build(request: BuildRequest, registry: Registry | None = None, reporter: Rep
         model = load_model(model_path, shapes)
         inputs, outputs = graph_inputs(model), graph_outputs(model)
         source_sha = sha256_file(model_path)
+        custom = backend.custom_ops(model)
+        if custom:
+            raise unsupported_error(custom, profile.name)
+        check_loadable(model_path)  # the fp32 reference runs in ONNX Runtime: refuse what it cannot load now
+        bad_weights = nonfinite_weights(model)
+        if bad_weights:
+            reporter.warn(f"{len(bad_weights)} weight tensor(s) hold NaN/Inf: {', '.join(bad_weights[:5])}"
+                          f"{' ...' if len(bad_weights) > 5 else ''}; outputs that depend on them are not finite "
+                          "(verification will fail): fix the model's export")
     with reporter.stage("canonicalize"):
         model = passes.canonicalize(model)
         if compress_spec is None:
@@ -183,7 +194,7 @@ def build(request: BuildRequest, registry: Registry | None = None, reporter: Rep
     if verify_set is None:
         verify_set = random_samples(inputs, VERIFY_SAMPLES, seed=0)
 
-    with StagedOutput(out_dir, request.force) as stage:
+    with StagedOutput(out_dir, request.force, protect) as stage:
         work = stage.path
         ctx = BuildContext(model=model, profile=profile, options=options, workdir=work, inputs=inputs,
                            outputs=outputs, calibration=calibration, quant=quant, log=reporter.log)
@@ -195,6 +206,7 @@ def build(request: BuildRequest, registry: Registry | None = None, reporter: Rep
                 refs = run_reference(model_path, feeds, [o.name for o in outputs])
             else:  # the bundle reproduces the compressed model; its loss vs the source is in report.compression
                 refs = _reference_of(compression.model, feeds, [o.name for o in outputs])
+            _warn_nonfinite_reference(refs, reporter)
             stored = list(range(min(STORED_SAMPLES, len(feeds))))
             (work / "samples").mkdir()
             write_npz(work / SAMPLES_INPUTS, {f"in_{i}": verify_set.subset(stored).arrays[s.name] for i, s in enumerate(inputs)})
@@ -250,6 +262,19 @@ def build(request: BuildRequest, registry: Registry | None = None, reporter: Rep
                                bundle_runs=verification.get("status") != "skipped")
             manifest = metadata()
     return BuildResult(out_dir=out_dir.absolute(), manifest=manifest, report=report)
+
+
+def _warn_nonfinite_reference(refs: list[dict[str, Any]], reporter: Reporter) -> None:
+    """Say so when the fp32 reference itself is NaN/Inf: verification cannot pass against it."""
+    import numpy as np
+
+    for name in refs[0] if refs else {}:
+        values = [np.asarray(r[name]) for r in refs]
+        bad = sum(int(np.count_nonzero(~np.isfinite(v))) for v in values if v.dtype.kind == "f")
+        if bad:
+            total = sum(v.size for v in values)
+            reporter.warn(f"the fp32 reference itself is non-finite: output {name!r} has {bad} NaN/Inf of {total} values "
+                          "on the verification samples (NaN/Inf weights, or inputs too large for float32)")
 
 
 def _compress(model, spec, calibration: SampleSet | None, reporter: Reporter):

@@ -1,11 +1,48 @@
-"""fp32 reference runs of the *source* model in ONNX Runtime."""
+"""fp32 reference runs of the *source* model in ONNX Runtime.
+
+Every build needs them, so :func:`check_loadable` runs at import: a model that passes the ONNX
+checker but that ONNX Runtime refuses (opset it does not know, duplicate names, an op no kernel
+implements, type errors) fails there with ONNX Runtime's own reason, before any work.
+"""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import numpy as np
+
+from deploykit.errors import ModelError, explain
+
+_ORT_NOISE = (
+    re.compile(r"\[ONNXRuntimeError\]\s*:\s*\d+\s*:\s*\w+\s*:\s*"),
+    re.compile(r"Load model from \S+ failed:\s*"),
+    re.compile(r"\S*onnxruntime_src/\S+:\d+\s+(?:[\w:<>,&*~ ]+?\([^()]*\)(?:\s*const)?\s*)?"),  # C++ file:line function(...)
+    re.compile(r"(?:Non-zero status code returned while running \w+ node\. )"),
+)
+
+
+def ort_reason(e: BaseException, limit: int = 300) -> str:
+    """ONNX Runtime's message without error codes, temp paths and C++ source locations."""
+    text = " ".join(str(e).split())
+    for pattern in _ORT_NOISE:
+        text = pattern.sub("", text)
+    text = text.strip(" :.") or type(e).__name__
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def check_loadable(model_path: str | Path) -> None:
+    """Raise :class:`ModelError` when ONNX Runtime cannot load the source model."""
+    try:
+        reference_session(model_path)
+    except MemoryError:
+        raise
+    except Exception as e:  # noqa: BLE001 - ORT raises its own exception types
+        if explain(e) is not None:
+            raise
+        raise ModelError(f"ONNX Runtime cannot load {Path(model_path).name!r}: {ort_reason(e)}; deploykit computes the "
+                         "fp32 reference with it: fix or re-export the model") from e
 
 
 def reference_session(model_path: str | Path, threads: int = 1):
@@ -25,6 +62,12 @@ def run_reference(
     wanted = {i.name for i in sess.get_inputs()}
     results = []
     for feed in feeds:
-        values = sess.run(output_names, {k: v for k, v in feed.items() if k in wanted})
+        try:
+            values = sess.run(output_names, {k: v for k, v in feed.items() if k in wanted})
+        except Exception as e:  # noqa: BLE001 - ORT raises its own exception types
+            if explain(e) is not None:
+                raise
+            raise ModelError(f"ONNX Runtime fails running {Path(model_path).name!r} on sample inputs: {ort_reason(e)}; "
+                             "the model is inconsistent for these input shapes: fix or re-export it") from e
         results.append(dict(zip(output_names, values)))
     return results

@@ -53,6 +53,7 @@ def judge(metrics: Mapping[str, Mapping[str, float]], precision: str) -> tuple[b
     """Check metrics against :data:`TOLERANCES`; returns (passed, problems)."""
     problems = []
     for out, m in metrics.items():
+        problems += [f"output {out!r}: {p}" for p in nonfinite_problems(m)]
         misses = _misses(m, TOLERANCES.get(precision, {}))
         if not misses:
             continue
@@ -62,6 +63,19 @@ def judge(metrics: Mapping[str, Mapping[str, float]], precision: str) -> tuple[b
             continue
         problems += [f"output {out!r}: {miss}" for miss in misses + alternative_misses]
     return not problems, problems
+
+
+def nonfinite_problems(m: Mapping[str, float]) -> list[str]:
+    """NaN/Inf fail verification whatever the other metrics say (they are computed on the finite
+    values only): where the artifact's output is not finite but the reference is (or differs), and
+    where the fp32 reference itself is not finite -- nothing can be verified against it."""
+    out = []
+    if m.get("nonfinite_mismatches"):
+        out.append(f"{int(m['nonfinite_mismatches'])} non-finite (NaN/Inf) value(s) that differ from the fp32 reference")
+    if m.get("reference_nonfinite"):
+        out.append(f"the fp32 reference itself is non-finite ({int(m['reference_nonfinite'])} NaN/Inf value(s)): "
+                   "NaN/Inf weights, or inputs too large for float32")
+    return out
 
 
 def _misses(m: Mapping[str, float], limits: Mapping[str, float]) -> list[str]:

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from deploykit.cli.common import DebugOption, JsonOption, RichReporter, cli_errors, err_console, print_json
+from deploykit.cli.common import DebugOption, JsonOption, RichReporter, cli_errors, err_console, print_json, printable
 from deploykit.pipeline import BuildRequest, build
 
 
@@ -101,7 +101,9 @@ def build_command(
 
 
 def _print_summary(result, verification) -> None:
+    from rich.markup import escape
     from rich.table import Table
+    from rich.text import Text
 
     m = result.manifest
     if verification.get("status") in ("passed", "failed"):
@@ -111,14 +113,13 @@ def _print_summary(result, verification) -> None:
             table.add_column(col, justify="right" if col != "output" else "left")
         for name, v in verification["outputs"].items():
             top1 = v.get("top1_agreement")
-            table.add_row(name, f"{v['max_abs_error']:.3g}", f"{v['rel_max_abs_error']:.3g}", f"{v['cosine']:.6f}",
-                          str(v["sqnr_db"]) if isinstance(v["sqnr_db"], str) else f"{v['sqnr_db']:.1f}",
-                          "" if top1 is None else f"{top1:.2%}")
+            table.add_row(Text(printable(name)), _fmt(v.get("max_abs_error"), ".3g"), _fmt(v.get("rel_max_abs_error"), ".3g"),
+                          _fmt(v.get("cosine"), ".6f"), _fmt(v.get("sqnr_db"), ".1f"), _fmt(top1, ".2%"))
         err_console.print(table)
     c = (result.report or {}).get("compression")
     if c:
         met = "[green]met[/]" if c["budget_met"] else "[red]MISSED[/]"
-        err_console.print(f"compression ({c['spec']}): params {c['params_before']:,} -> {c['params_after']:,}, "
+        err_console.print(f"compression ({escape(str(c['spec']))}): params {c['params_before']:,} -> {c['params_after']:,}, "
                           f"MACs {c['macs_before']:,} -> {c['macs_after']:,}, cosine vs source fp32 {c['cosine_vs_fp32']:.5f} "
                           f"(budget {c['budget']} {met}; the verification below is against the compressed model)")
     q = m.get("quantization")
@@ -130,5 +131,12 @@ def _print_summary(result, verification) -> None:
     status = verification.get("status")
     style = {"passed": "green", "failed": "red", "skipped": "yellow"}.get(status, "")
     err_console.print(f"[{style}]verification {status}[/]" if style else f"verification {status}")
-    err_console.print(f"bundle for [bold]{m['target']}[/] ({m['backend']}, {m['precision']}): ", end="")
-    err_console.print(str(result.out_dir), markup=False, highlight=False)
+    err_console.print(f"bundle for [bold]{escape(printable(m['target']))}[/] ({escape(m['backend'])}, {m['precision']}): ", end="")
+    err_console.print(printable(result.out_dir), markup=False, highlight=False)
+
+
+def _fmt(value, spec: str) -> str:
+    """A metric for the table; non-numbers (``"inf"``, ``None``) as text."""
+    if value is None:
+        return ""
+    return format(value, spec) if isinstance(value, (int, float)) and not isinstance(value, bool) else str(value)

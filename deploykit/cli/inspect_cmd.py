@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from deploykit.cli.common import DebugOption, JsonOption, cli_errors, human_count, out_console, print_json
+from deploykit.cli.common import DebugOption, JsonOption, cli_errors, human_count, out_console, print_json, printable
 
 
 @cli_errors
@@ -57,15 +57,18 @@ def inspect_command(
 
 
 def _print(info: dict, dynamic: bool) -> None:
+    from rich.markup import escape
     from rich.table import Table
+    from rich.text import Text
 
-    out_console.print(f"[bold]{info['model']}[/]  opset {info['opset']}  {info['producer']}", markup=True, highlight=False)
+    out_console.print(f"[bold]{escape(printable(info['model']))}[/]  opset {info['opset']}  {escape(printable(info['producer']))}", markup=True,
+                      highlight=False)
     io = Table(title="inputs / outputs", title_justify="left")
     for col in ("", "name", "shape", "dtype"):
         io.add_column(col)
     for kind in ("inputs", "outputs"):
         for s in info[kind]:
-            io.add_row(kind[:-1], s["name"], str(s["shape"]), s["dtype"])
+            io.add_row(kind[:-1], Text(printable(s["name"])), str(s["shape"]), Text(s["dtype"]))
     out_console.print(io)
     st = info["stats"]
     out_console.print(f"params {human_count(st['params'])} ({human_count(st['param_bytes'])}B)  MACs {human_count(st['macs'])}  "
@@ -74,19 +77,20 @@ def _print(info: dict, dynamic: bool) -> None:
     ops.add_column("op")
     ops.add_column("count", justify="right")
     for op, n in sorted(st["ops"].items(), key=lambda kv: -kv[1]):
-        ops.add_row(op, str(n))
+        ops.add_row(Text(printable(op)), str(n))
     out_console.print(ops)
     if "target" in info:
         t = info["target"]
-        sup = Table(title=f"support on {t['name']} ({t['backend']})", title_justify="left")
+        sup = Table(title=Text(printable(f"support on {t['name']} ({t['backend']})")), title_justify="left")
         for col in ("node", "op", "status", "reason", "device"):
             sup.add_column(col)
         for s in t["support"]:
             if s["status"] != "supported" or s["device"]:
                 style = {"unsupported": "red", "rewrite": "yellow"}.get(s["status"], "")
-                sup.add_row(s["node"], s["op_type"], f"[{style}]{s['status']}[/]" if style else s["status"], s["reason"], s["device"])
+                sup.add_row(Text(printable(s["node"])), Text(printable(s["op_type"])), Text(s["status"], style=style),
+                            Text(printable(s["reason"])), Text(printable(s["device"])))
         if sup.row_count:
             out_console.print(sup)
         n = len(t["support"])
-        out_console.print(f"{n - t['unsupported']}/{n} nodes supported on {t['name']}"
+        out_console.print(f"{n - t['unsupported']}/{n} nodes supported on {escape(printable(t['name']))}"
                           + (f", [red]{t['unsupported']} unsupported[/]" if t["unsupported"] else ""))

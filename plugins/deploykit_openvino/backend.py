@@ -102,10 +102,11 @@ class OpenVinoBackend(Backend):
         from deploykit_openvino.myriad import MYRIAD_ONNX_RULES
 
         result = []
+        functions = {(f.domain, f.name) for f in model.functions.values()}
         for node in ir.traversal.RecursiveGraphIterator(model.graph):
             op = node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}::{node.op_type}"
             rule = MYRIAD_ONNX_RULES.get(op, OpRule())
-            reason = rule.check(node) if rule.check else None
+            reason = self.unknown_op_reason(node, functions) or (rule.check(node) if rule.check else None)
             if reason:
                 result.append(NodeSupport(node.name or "", op, Support.UNSUPPORTED, reason, device="vpu"))
             else:
@@ -187,6 +188,7 @@ class OpenVinoBackend(Backend):
         from deploykit_openvino.downgrade import downgrade
 
         compress = ctx.options.precision == "fp16"
+        lowering.fold_static_shapes(model)  # shape arithmetic the converter left (e.g. ReduceProd of a Flatten)
         try:
             report["rewrites"] = downgrade(model, self.max_opset or 10, myriad=self.is_myriad)
         except DeployError as e:

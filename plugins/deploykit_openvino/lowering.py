@@ -24,8 +24,42 @@ def convert(onnx_path: Path):
     try:
         return ov.convert_model(str(onnx_path))
     except Exception as e:  # noqa: BLE001 - the converter raises many types; one clear line
-        first = next((ln.strip() for ln in str(e).splitlines() if ln.strip()), type(e).__name__)
-        raise DeployError(f"OpenVINO could not convert the model: {first}") from e
+        raise DeployError(f"OpenVINO could not convert the model: {_reason(e)}") from e
+
+
+def _reason(e: BaseException) -> str:
+    """The informative lines of an OpenVINO error: not ``Check 'false' failed at file.cpp:N``, but
+    the lines naming the ops it cannot convert (or the first other line)."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    useful = [ln for ln in lines if not ln.startswith(("Check '", "Exception from src/", "Traceback"))
+              and not ln.endswith(".cpp:") and "src/frontends/" not in ln]
+    text = " ".join(useful) or (lines[0] if lines else type(e).__name__)
+    return text if len(text) <= 400 else text[:399] + "…"
+
+
+def fold_static_shapes(model) -> int:
+    """Replace every ShapeOf of a static shape by a constant and fold what depends on it.
+
+    ``convert_model`` leaves shape arithmetic in the graph for some ONNX ops (Flatten with
+    axis > 1 becomes ShapeOf -> StridedSlice -> ReduceProd -> Concat -> Reshape); MYRIAD has no
+    ReduceProd and the model never asked for one. Returns the number of ShapeOf layers folded.
+    """
+    import openvino as ov
+    from openvino import passes
+
+    folded = 0
+    for node in model.get_ordered_ops():
+        if node.get_type_name() != "ShapeOf" or not node.get_input_partial_shape(0).is_static:
+            continue
+        dims = [int(d) for d in node.get_input_partial_shape(0).to_shape()]
+        dtype = np.int32 if node.get_output_element_type(0) == ov.Type.i32 else np.int64
+        node.output(0).replace(ov.opset1.constant(np.asarray(dims, dtype=dtype)).output(0))
+        folded += 1
+    if folded:
+        manager = passes.Manager()
+        manager.register_pass(passes.ConstantFolding())
+        manager.run_passes(model)
+    return folded
 
 
 def save(model, xml: Path, compress_to_fp16: bool) -> None:

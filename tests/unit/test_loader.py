@@ -82,7 +82,7 @@ def _relocate_external_data(path: Path, new_location: str) -> None:
         (["a:1,2", "b:3"], {"a": [1, 2], "b": [3]}),
         (["gpu_0/data_0:1,3,8,8"], {"gpu_0/data_0": [1, 3, 8, 8]}),
         (["ns:in:1,2"], {"ns:in": [1, 2]}),  # the last ':' separates name and dims
-        (["x:1", "x:2"], {"x": [2]}),  # a repeated name: the last one wins
+        (["x:1,2", "x:1,2"], {"x": [1, 2]}),  # repeated with the same dims: harmless (different dims: an error)
     ],
 )
 def test_parse_input_shapes_good(specs, expected):

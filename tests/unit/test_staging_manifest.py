@@ -29,6 +29,14 @@ class Boom(Exception):
     pass
 
 
+def _old_bundle(out, content="old"):
+    """A minimal finished bundle at ``out`` (what --force may replace)."""
+    out.mkdir()
+    (out / "old.txt").write_text(content)
+    manifest = {"schema_version": SCHEMA_VERSION, "deploykit_version": "0", "files": {"old.txt": sha256_file(out / "old.txt")}}
+    (out / MANIFEST).write_text(json.dumps(manifest))
+
+
 # --------------------------------------------------------------------------- StagedOutput
 def test_success_renames_stage_into_place(tmp_path):
     out = tmp_path / "bundle"
@@ -87,20 +95,18 @@ def test_relative_output_path(tmp_path, monkeypatch):
 
 def test_existing_output_without_force_is_refused_before_any_work(tmp_path):
     out = tmp_path / "bundle"
-    out.mkdir()
-    (out / "old.txt").write_text("old")
+    _old_bundle(out)
     entered = False
     with pytest.raises(BundleError, match="already exists; pass --force"):
         with StagedOutput(out):
             entered = True
     assert not entered
-    assert _listing(tmp_path) == ["bundle", "bundle/old.txt"]
+    assert _listing(tmp_path) == ["bundle", "bundle/manifest.json", "bundle/old.txt"]
 
 
 def test_force_replaces_existing_output(tmp_path):
     out = tmp_path / "bundle"
-    out.mkdir()
-    (out / "old.txt").write_text("old")
+    _old_bundle(out)
     with StagedOutput(out, force=True) as stage:
         (stage.path / "new.txt").write_text("new")
         assert (out / "old.txt").exists()  # the old bundle stays until the new one is complete
@@ -109,13 +115,12 @@ def test_force_replaces_existing_output(tmp_path):
 
 def test_force_with_failure_keeps_the_old_output(tmp_path):
     out = tmp_path / "bundle"
-    out.mkdir()
-    (out / "old.txt").write_text("old")
+    _old_bundle(out)
     with pytest.raises(Boom):
         with StagedOutput(out, force=True) as stage:
             (stage.path / "new.txt").write_text("new")
             raise Boom
-    assert _listing(tmp_path) == ["bundle", "bundle/old.txt"]
+    assert _listing(tmp_path) == ["bundle", "bundle/manifest.json", "bundle/old.txt"]
 
 
 def test_force_on_a_file_is_refused(tmp_path):
@@ -131,8 +136,8 @@ def test_force_on_a_file_is_refused(tmp_path):
 
 def test_output_created_meanwhile_without_force_is_refused_at_the_end(tmp_path):
     out = tmp_path / "bundle"
-    with pytest.raises(BundleError, match="already exists"):
-        with StagedOutput(out) as stage:
+    with pytest.raises(BundleError, match="exists and it is not a deploykit bundle"):
+        with StagedOutput(out, force=True) as stage:
             (stage.path / "f").write_text("new")
             out.mkdir()
             (out / "theirs").write_text("theirs")
@@ -141,8 +146,7 @@ def test_output_created_meanwhile_without_force_is_refused_at_the_end(tmp_path):
 
 def test_force_keeps_the_old_output_when_the_final_rename_fails(tmp_path, monkeypatch):
     out = tmp_path / "bundle"
-    out.mkdir()
-    (out / "old.txt").write_text("old")
+    _old_bundle(out)
     real_rename = os.rename
 
     def flaky_rename(src, dst):
@@ -151,10 +155,10 @@ def test_force_keeps_the_old_output_when_the_final_rename_fails(tmp_path, monkey
         return real_rename(src, dst)
 
     monkeypatch.setattr(staging.os, "rename", flaky_rename)
-    with pytest.raises(OSError):
+    with pytest.raises(BundleError, match="No space left on device"):
         with StagedOutput(out, force=True) as stage:
             (stage.path / "new.txt").write_text("new")
-    assert _listing(tmp_path) == ["bundle", "bundle/old.txt"]
+    assert _listing(tmp_path) == ["bundle", "bundle/manifest.json", "bundle/old.txt"]
 
 
 def test_bundle_error_is_a_deploy_error():
@@ -269,7 +273,7 @@ def test_check_hashes_same_size_change(tmp_path):
 def test_check_hashes_listed_folder_is_missing(tmp_path):
     folder = _bundle(tmp_path)
     manifest = {"files": {**hash_files(folder), "samples": "0" * 64}}
-    assert check_hashes(folder, manifest) == ["samples: missing"]
+    assert check_hashes(folder, manifest) == ["samples: not a regular file inside the bundle"]
 
 
 # --------------------------------------------------------------------------- manifest
