@@ -214,11 +214,11 @@ class StagedOutput:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         assert self.path is not None
         if exc_type is not None:
+            # measured before the cleanup frees what the failed write took
+            full = self._disk_full(exc) if exc is not None and not isinstance(exc, (BundleError, KeyboardInterrupt)) else None
             self._cleanup()
-            if exc is not None and not isinstance(exc, (BundleError, KeyboardInterrupt)):
-                full = self._disk_full(exc)
-                if full is not None:
-                    raise full from exc
+            if full is not None:
+                raise full from exc
             return
         old = None
         try:

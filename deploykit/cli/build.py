@@ -94,7 +94,11 @@ def build_command(
         print_json({"bundle": str(result.out_dir), "manifest": result.manifest,
                     "timings_s": {k: round(v, 3) for k, v in reporter.timings.items()}})
     else:
-        _print_summary(result, verification)
+        try:
+            _print_summary(result, verification)
+        except Exception:  # noqa: BLE001 - the bundle is finished and in place: a display problem must not fail the build
+            err_console.print(f"bundle: {printable(result.out_dir)} (verification {verification.get('status')})",
+                              markup=False, highlight=False)
     quant = result.manifest.get("quantization") or {}
     if strict and (verification.get("status") == "failed" or quant.get("budget_met") is False):
         raise typer.Exit(4)

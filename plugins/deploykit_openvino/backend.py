@@ -128,6 +128,9 @@ class OpenVinoBackend(Backend):
                 src.write_bytes(ctx.quant.qdq_model.SerializeToString(deterministic=True))
             else:
                 save_model(ctx.model, src)
+            if lowering.xml_safe_names(src):
+                ctx.note("names with control characters are stored escaped in the IR (XML cannot hold them); "
+                         "the runner keeps the model's names")
             model = lowering.convert(src)
             converter = "openvino.convert_model"
             if self.max_opset is not None or self.is_myriad:

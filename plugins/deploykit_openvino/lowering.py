@@ -7,6 +7,7 @@ by ``openvino.save_model``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,35 @@ import numpy as np
 
 from deploykit.errors import DeployError
 from deploykit.ir.info import TensorSpec
+
+
+_XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def xml_safe_names(onnx_path: Path) -> int:
+    """Rewrite ``onnx_path`` so no tensor or node name holds a character XML 1.0 cannot store (a
+    terminal escape in a model's name): the IR is XML, and OpenVINO -- this one and 2022.3 -- cannot
+    read such names back. The runner maps ports by position, so nothing else changes. Returns the
+    number of names rewritten (0: the file is untouched)."""
+    import onnx
+
+    model = onnx.load(str(onnx_path))
+    fixed = lambda name: _XML_INVALID.sub(lambda m: f"_x{ord(m.group()):02x}_", name)  # noqa: E731
+    count = 0
+    graphs = [model.graph]
+    while graphs:
+        g = graphs.pop()
+        for item in (*g.input, *g.output, *g.value_info, *g.initializer, *g.node):
+            if _XML_INVALID.search(item.name):
+                item.name, count = fixed(item.name), count + 1
+        for node in g.node:
+            node.input[:] = [fixed(t) for t in node.input]
+            node.output[:] = [fixed(t) for t in node.output]
+            graphs += [a.g for a in node.attribute if a.type == onnx.AttributeProto.GRAPH]
+            graphs += [sg for a in node.attribute if a.type == onnx.AttributeProto.GRAPHS for sg in a.graphs]
+    if count:
+        onnx.save(model, str(onnx_path))
+    return count
 
 
 def convert(onnx_path: Path):

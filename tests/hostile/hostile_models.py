@@ -45,15 +45,16 @@ def conv_model(x="image", y="scores", *, w_name="w", nan_weights=False, opset=OP
     rng = np.random.default_rng(0)
     w = rng.normal(0, 0.3, (4, 3, 3, 3)).astype(np.float32)
     fc = rng.normal(0, 0.5, (5, 4)).astype(np.float32)
+    bias = rng.normal(0, 0.1, 5).astype(np.float32)
     if nan_weights:
         fc[0, 0], fc[1, 1] = np.nan, np.inf
     nodes = [helper.make_node("Conv", [x, w_name], ["c"], pads=[1, 1, 1, 1], name="conv"),
              helper.make_node("Relu", ["c"], ["r"], name="relu"),
              helper.make_node("GlobalAveragePool", ["r"], ["p"], name="gap"),
              helper.make_node("Flatten", ["p"], ["f"], name="flatten"),
-             helper.make_node("Gemm", ["f", "fc"], ["g"], transB=1, name="fc"),
+             helper.make_node("Gemm", ["f", "fc", "fc_b"], ["g"], transB=1, name="fc"),
              helper.make_node("Softmax", ["g"], [y], axis=1 if opset < 13 else -1, name="softmax")]
-    inits = [numpy_helper.from_array(w, w_name), numpy_helper.from_array(fc, "fc")]
+    inits = [numpy_helper.from_array(w, w_name), numpy_helper.from_array(fc, "fc"), numpy_helper.from_array(bias, "fc_b")]
     return _model(nodes, [_vi(x, [1, 3, 8, 8])], [_vi(y, [1, 5])], inits, opset=opset)
 
 
