@@ -86,6 +86,7 @@ def handled() -> Iterator[None]:
     finally:
         for s, h in previous.items():
             signal.signal(s, h if h is not None else signal.SIG_DFL)
+        _state.received, _state.deferring, _state.raised = None, 0, False
 
 
 @contextlib.contextmanager

@@ -122,12 +122,12 @@ def check_output_dir(out: Path, force: bool, protect: Sequence[str | Path] = ())
     if not str(out).strip() or str(out) in (".", ".."):
         raise BundleError(f"-o {shown!r} names the working folder; choose a new folder for the bundle, "
                           "e.g. -o model-bundle")
-    if out.is_symlink():
-        raise BundleError(f"output path {shown!r} is a symbolic link; pass the folder itself or a new path with -o")
     name_max = _name_max(out.absolute().parent)
     if len(os.fsencode(out.absolute().name)) > name_max:
         raise BundleError(f"output folder name {out.absolute().name[:40]!r}... is {len(os.fsencode(out.absolute().name))} "
                           f"bytes long; this file system allows {name_max}: choose a shorter -o")
+    if out.is_symlink():
+        raise BundleError(f"output path {shown!r} is a symbolic link; pass the folder itself or a new path with -o")
     parent = out.absolute().parent
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent

@@ -37,7 +37,9 @@ class ImagePreprocess:
             values = tuple(float(v) for v in text.split(","))
         except ValueError:
             raise CalibrationError(f"{what} {text!r} must be comma-separated numbers, e.g. 0.485,0.456,0.406") from None
-        if not all(np.isfinite(values)) or not np.isfinite(np.float32(values)).all():
+        with np.errstate(over="ignore"):
+            finite = all(np.isfinite(values)) and np.isfinite(np.float32(values)).all()
+        if not finite:
             raise CalibrationError(f"{what} {text!r} must hold finite numbers")
         if what.endswith("std") and any(v == 0 for v in values):
             raise CalibrationError(f"{what} must not contain 0")
@@ -45,7 +47,9 @@ class ImagePreprocess:
 
     def check(self) -> None:
         """Refuse settings that turn every pixel into NaN/Inf."""
-        if not np.isfinite(self.scale) or self.scale == 0 or not np.isfinite(np.float32(self.scale)):
+        with np.errstate(over="ignore"):
+            bad = not np.isfinite(self.scale) or self.scale == 0 or not np.isfinite(np.float32(self.scale))
+        if bad:
             raise CalibrationError(f"--calib-scale must be a finite non-zero number (pixels are divided by it), got {self.scale}")
         for what, values in (("--calib-mean", self.mean), ("--calib-std", self.std)):
             if not all(np.isfinite(values)):

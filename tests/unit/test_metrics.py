@@ -281,3 +281,30 @@ def test_int8_verification_accepts_argmax_agreement_for_probability_outputs(metr
 
     ok, problems = judge({"out": metrics}, "int8")
     assert ok is passed and (not problems) is passed
+
+
+# --------------------------------------------------------------------------- non-finite values fail verification
+def test_nonfinite_mismatch_fails_verification():
+    from deploykit.verification import verify_outputs
+
+    ref = [{"y": np.array([[1.0, 2.0, 3.0]], np.float32)}]
+    out = [{"y": np.array([[1.0, np.nan, 3.0]], np.float32)}]
+    result = verify_outputs(ref, out, "fp32", "test")
+    assert result["status"] == "failed" and "non-finite" in result["problems"][0]
+
+
+def test_nonfinite_reference_is_reported_as_such():
+    from deploykit.verification import verify_outputs
+
+    ref = [{"y": np.full((1, 3), np.nan, np.float32)}]
+    result = verify_outputs(ref, [{"y": np.full((1, 3), np.nan, np.float32)}], "int8", "test")
+    assert result["status"] == "failed"
+    assert any("fp32 reference itself is non-finite (3 NaN/Inf" in p for p in result["problems"])
+    assert result["outputs"]["y"]["reference_nonfinite"] == 3.0
+
+
+def test_finite_outputs_still_pass():
+    from deploykit.verification import verify_outputs
+
+    ref = [{"y": np.array([[1.0, 2.0, 3.0]], np.float32)}]
+    assert verify_outputs(ref, ref, "fp32", "test")["status"] == "passed"

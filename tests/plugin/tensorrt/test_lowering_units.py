@@ -218,3 +218,19 @@ def test_nano_refuses_int8_with_reason():
     nano.check_precision("fp16")
     orin = reg.backend_for(reg.target("jetson-orin-nano"))(reg.target("jetson-orin-nano"))
     orin.check_precision("int8")
+
+
+def test_ir_version_stays_4_when_initializers_are_not_inputs():
+    """opset 7 maps to IR 3, which needs every initializer listed as a graph input; deploykit's
+    import drops those, so the saved model must say IR 4 (or the checker refuses it)."""
+    w = numpy_helper.from_array(np.ones((2, 3, 1, 1), np.float32), "conv_w")
+    graph = helper.make_graph([helper.make_node("Conv", ["x", "conv_w"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 4, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 4, 4])], [w])
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 7)])
+    opset.set_ir_version(m)
+    assert m.ir_version == 4
+    onnx.checker.check_model(m)
+    m.graph.input.append(helper.make_tensor_value_info("conv_w", TensorProto.FLOAT, [2, 3, 1, 1]))
+    opset.set_ir_version(m)
+    assert m.ir_version == 3
