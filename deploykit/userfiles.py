@@ -17,6 +17,17 @@ _KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a named pipe (FIFO)"), (s
           (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
 
 
+def check_utf8(path: str | os.PathLike, what: str, error: type[DeployError] = InputFileError) -> None:
+    """Refuse a path that is not UTF-8 text (on Linux a file name may hold any bytes): the
+    runtimes deploykit drives take paths as UTF-8 strings and cannot open it."""
+    full = os.path.abspath(os.fspath(path))
+    try:
+        full.encode("utf-8")
+    except UnicodeEncodeError:
+        shown = full.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        raise error(f"the path of the {what} is not valid UTF-8 ('{shown}'); rename it (or its folder)") from None
+
+
 def regular_file(path: str | os.PathLike, what: str, hint: str = "",
                  error: type[DeployError] = InputFileError) -> Path:
     """``path`` if it is a readable regular file (symbolic links followed); else an ``error``
@@ -38,4 +49,5 @@ def regular_file(path: str | os.PathLike, what: str, hint: str = "",
         raise error(f"{what} {str(p)!r} is not a regular file{suffix}")
     if not os.access(p, os.R_OK):
         raise error(f"cannot read {what} {str(p)!r}: permission denied")
+    check_utf8(p, what, error)
     return p

@@ -134,9 +134,12 @@ def _is_dtype(name: str) -> bool:
 
 def read_manifest(folder: str | Path) -> dict[str, Any]:
     """Read and validate ``folder/manifest.json`` (:func:`validate_manifest`)."""
+    from deploykit.userfiles import check_utf8
+
     path = Path(folder) / MANIFEST
     if not Path(folder).is_dir():
         raise BundleError(f"{str(folder)!r} is not a bundle folder")
+    check_utf8(folder, "bundle folder", BundleError)
     if path.is_symlink() or not path.is_file():
         raise BundleError(f"{str(folder)!r} has no {MANIFEST}; is it a deploykit bundle?")
     try:

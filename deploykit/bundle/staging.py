@@ -28,6 +28,7 @@ from types import TracebackType
 
 from deploykit import locks, signals
 from deploykit.errors import BundleError, explain
+from deploykit.userfiles import check_utf8
 
 # .<name, maybe shortened>.<pid>.XXXXXXXX.partial / .old: what StagedOutput makes
 PARTIAL_RE = re.compile(r"\..+\.(?P<pid>\d+)\.[a-z0-9_]{8}\.partial")
@@ -122,6 +123,7 @@ def check_output_dir(out: Path, force: bool, protect: Sequence[str | Path] = ())
     if not str(out).strip() or str(out) in (".", ".."):
         raise BundleError(f"-o {shown!r} names the working folder; choose a new folder for the bundle, "
                           "e.g. -o model-bundle")
+    check_utf8(out, "output folder", BundleError)
     name_max = _name_max(out.absolute().parent)
     if len(os.fsencode(out.absolute().name)) > name_max:
         raise BundleError(f"output folder name {out.absolute().name[:40]!r}... is {len(os.fsencode(out.absolute().name))} "
