@@ -173,12 +173,25 @@ def one_mutant(index: int, seed: int, models: dict[str, Path], calibs: dict[str,
         return res
 
     built = command("build", args, out)
+    if built["code"] == 0:
+        try:
+            status = json.loads((out / "manifest.json").read_text(encoding="utf-8"))["verification"]["status"]
+        except (OSError, ValueError, KeyError, TypeError):
+            status = "unreadable manifest"
+        record["commands"][-1]["verification"] = status
     if built["code"] == 0 and rng.random() < VERIFY_SHARE:
         command("verify", ["verify", str(out)], None)
     if rng.random() < INSPECT_SHARE:
         command("inspect", ["inspect", str(model), "--target", target], None)
     shutil.rmtree(job, ignore_errors=True)
     return record
+
+
+def _error_class(line: str) -> str:
+    """An error line without its specifics (names, paths, numbers): what kind of refusal it was."""
+    text = re.sub(r"\d+", "N", re.sub(r"'[^']*'", "'…'", line[len("error: "):]))
+    parts = [p.strip()[:50] for p in re.split(r"[:;]", text)[:2]]
+    return ": ".join(p for p in parts if p)
 
 
 def _error_line(res: dict) -> str | None:
@@ -199,10 +212,14 @@ def write_results(records: list[dict], args, elapsed: float) -> dict:
 
     commands = [c for r in records for c in r["commands"]]
     crashes = Counter(c["crash"] for c in commands if c["crash"])
-    outcome = Counter("ok" if c["code"] == 0 else "crash" if c["crash"] else f"clean error (exit {c['code']})"
+    outcome = Counter("crash" if c["crash"] else f"clean error (exit {c['code']})" if c["code"] != 0 else
+                      f"ok, build verification {c['verification']}" if c.get("verification") else "ok"
                       for c in commands)
+    unverified = [{"index": r["index"], "seed_model": r["seed_model"], "target": f"{r['target']} {r['precision']}",
+                   "mutations": r["mutations"], "verification": c["verification"]}
+                  for r in records for c in r["commands"] if c.get("verification") not in (None, "passed", "skipped")]
     by_kind = Counter(s.split(":")[0] for r in records for s in r["mutations"])
-    errors = Counter(re.sub(r"'[^']*'", "'…'", (c["error"] or "")[7:80]) for c in commands if c["error"] and not c["crash"])
+    errors = Counter(_error_class(c["error"]) for c in commands if c["error"] and not c["crash"])
     import deploykit
     import onnxruntime
 
@@ -218,7 +235,8 @@ def write_results(records: list[dict], args, elapsed: float) -> dict:
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "fuzz.json").write_text(json.dumps({"summary": summary, "crashed": [r for r in records if any(
-        c["crash"] for c in r["commands"])]}, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        c["crash"] for c in r["commands"])], "built_but_not_verified": unverified}, indent=2, sort_keys=True) + "\n",
+        encoding="utf-8")
     lines = [
         "# Fuzz pass: mutated models through the CLI",
         "",
@@ -242,6 +260,11 @@ def write_results(records: list[dict], args, elapsed: float) -> dict:
         "## Crashes by class",
         "",
         *([f"- {v} x {k}" for k, v in crashes.most_common()] or ["none"]),
+        "",
+        "## Built, but verification did not pass (not a crash: the build says so; listed to look into)",
+        "",
+        *([f"- m{u['index']:04d} {u['seed_model']} on {u['target']}: {'; '.join(u['mutations'])}" for u in unverified]
+          or ["none"]),
         "",
         "## Mutations applied",
         "",

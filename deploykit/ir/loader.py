@@ -109,6 +109,7 @@ def load_proto(path: str | os.PathLike) -> onnx.ModelProto:
         raise ModelError(f"{str(p)!r} fails the ONNX checker: {_first_line(e) or 'invalid model'}") from e
     _check_io(proto, p)
     _unique_node_names(proto.graph)
+    _densify_sparse_initializers(proto, p)
     return proto
 
 
@@ -193,6 +194,34 @@ def _check_io(proto: onnx.ModelProto, p: Path) -> None:
                 raise ModelError(f"{kind} {v.name!r} has type {_type_name(v.type)}; deploykit builds models whose "
                                  "inputs and outputs are numeric tensors (float, int, bool): keep string, complex, "
                                  "sequence and map processing outside the model")
+
+
+def _densify_sparse_initializers(proto: onnx.ModelProto, p: Path) -> None:
+    """Sparse initializers become dense ones: onnx_ir and every backend read dense tensors only."""
+    import numpy as np
+    from onnx import numpy_helper
+
+    for g in _graphs(proto.graph):
+        for sp in g.sparse_initializer:
+            name = sp.values.name
+            try:
+                values = numpy_helper.to_array(sp.values)
+                indices = numpy_helper.to_array(sp.indices).astype(np.int64)
+                dims = [int(d) for d in sp.dims]
+                if values.itemsize * math.prod(dims) > MAX_SAMPLE_BYTES:
+                    raise ValueError(f"dense shape {dims} is too large")
+                dense = np.zeros(dims, values.dtype)
+                if indices.ndim == 1:  # linearized positions
+                    dense.reshape(-1)[indices] = values
+                else:  # [NNZ, rank] coordinates
+                    dense[tuple(indices.T)] = values
+            except MemoryError:
+                raise
+            except Exception as e:  # noqa: BLE001 - indices out of range, mismatched sizes: the user's file
+                raise ModelError(f"{str(p)!r}: sparse initializer {name!r} cannot be expanded ({_first_line(e)}); "
+                                 "store it dense when exporting") from e
+            g.initializer.append(numpy_helper.from_array(dense, name))
+        del g.sparse_initializer[:]
 
 
 def _unique_node_names(graph: onnx.GraphProto) -> None:

@@ -20,6 +20,7 @@ def optimize_fp32(src: Path, dst: Path) -> None:
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
     so.optimized_model_filepath = str(dst)
     so.intra_op_num_threads = 1
+    so.log_severity_level = 4  # failures surface as exceptions (one error line), not as ORT log lines
     ort.InferenceSession(str(src), so, providers=["CPUExecutionProvider"])
     model = onnx.load(str(dst))
     dst.write_bytes(model.SerializeToString(deterministic=True))

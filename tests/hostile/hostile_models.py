@@ -198,3 +198,54 @@ HOSTILE_NAMES = {
     "long": "n" * 5000,
     "unicode": "входные данные 入力 \u202e",
 }
+
+
+# -- valid but awkward -------------------------------------------------------------------------------
+def sparse_initializer() -> onnx.ModelProto:
+    values = numpy_helper.from_array(np.array([1.0, 2.0], np.float32), "W")
+    indices = numpy_helper.from_array(np.array([0, 5], np.int64), "idx")
+    m = _model([helper.make_node("MatMul", ["x", "W"], ["y"])], [_vi("x", [1, 4])], [_vi("y", [1, 3])])
+    m.graph.sparse_initializer.append(helper.make_sparse_tensor(values, indices, [4, 3]))
+    return m
+
+
+def local_function() -> onnx.ModelProto:
+    f = helper.make_function("local", "MyRelu", ["a"], ["b"], [helper.make_node("Relu", ["a"], ["b"])],
+                             [helper.make_opsetid("", OPSET)])
+    m = _model([helper.make_node("MyRelu", ["x"], ["y"], domain="local")], [_vi("x", [1, 4])], [_vi("y", [1, 4])],
+               domains=["local"])
+    m.functions.append(f)
+    return m
+
+
+def hostile_metadata() -> onnx.ModelProto:
+    m = relu_model()
+    m.producer_name, m.producer_version, m.doc_string = "[/]evil\x1b[31m", "\n\n", "[bold]" * 100
+    m.graph.name, m.graph.doc_string = "g[/]", "\x1b[2J"
+    helper.set_model_props(m, {"a[/]": "\x00b", "\x1b": "x"})
+    return m
+
+
+def passthrough() -> onnx.ModelProto:
+    return _model([], [_vi("x", [1, 4])], [_vi("x", [1, 4])])
+
+
+def scalar_io() -> onnx.ModelProto:
+    return relu_model(shape=())
+
+
+def bool_io() -> onnx.ModelProto:
+    return _model([helper.make_node("Not", ["x"], ["y"])], [_vi("x", [1, 4], TP.BOOL)], [_vi("y", [1, 4], TP.BOOL)])
+
+
+def float16_io() -> onnx.ModelProto:
+    return relu_model(dtype=TP.FLOAT16)
+
+
+def huge_intermediate() -> onnx.ModelProto:
+    """Inputs are small, but ConstantOfShape asks for 400 GB in the middle."""
+    value = numpy_helper.from_array(np.array([1.0], np.float32))
+    nodes = [helper.make_node("ConstantOfShape", ["s"], ["c"], value=value),
+             helper.make_node("ReduceSum", ["c"], ["r"], keepdims=0), helper.make_node("Add", ["x", "r"], ["y"])]
+    return _model(nodes, [_vi("x", [1, 4])], [_vi("y", [1, 4])],
+                  [numpy_helper.from_array(np.array([100000, 100000, 10], np.int64), "s")])

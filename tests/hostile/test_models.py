@@ -199,3 +199,24 @@ def test_checker_passes_unknown_default_op(sb):
     out, res = _build(sb, path)
     sb.expect_error(res, "checker", code=2, out=out)
     assert onnx.load(str(path)).graph.node[0].op_type == "NoSuchOp"
+
+
+AWKWARD_BUT_VALID = ["sparse_initializer", "local_function", "hostile_metadata", "passthrough", "scalar_io", "bool_io",
+                     "float16_io"]
+
+
+@pytest.mark.parametrize("make", AWKWARD_BUT_VALID)
+def test_awkward_but_valid_models_build(sb, make):
+    path = hm.save(getattr(hm, make)(), sb.work / "m.onnx")
+    out = sb.work / "out"
+    manifest = sb.expect_ok(sb.run("build", path, "--target", "host", "-o", out), out)
+    assert manifest["verification"]["status"] == "passed"
+    ins = sb.run("inspect", path)
+    assert ins.returncode == 0 and "\x1b" not in ins.stdout, ins
+
+
+def test_huge_intermediate_is_out_of_memory_not_a_crash(sb):
+    path = hm.save(hm.huge_intermediate(), sb.work / "m.onnx")
+    out, res = _build(sb, path)
+    sb.expect_error(res, "out of memory", code=2, out=out)
+    assert "[E:onnxruntime" not in res.stderr  # the runtime's own log stays off the screen
