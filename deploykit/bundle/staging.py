@@ -126,8 +126,9 @@ def check_output_dir(out: Path, force: bool, protect: Sequence[str | Path] = ())
     check_utf8(out, "output folder", BundleError)
     name_max = _name_max(out.absolute().parent)
     if len(os.fsencode(out.absolute().name)) > name_max:
-        raise BundleError(f"output folder name {out.absolute().name[:40]!r}... is {len(os.fsencode(out.absolute().name))} "
-                          f"bytes long; this file system allows {name_max}: choose a shorter -o")
+        raise BundleError(f"output folder name {out.absolute().name[:40]!r}... is too long "
+                          f"({len(os.fsencode(out.absolute().name))} bytes; this file system allows {name_max}): "
+                          "choose a shorter -o")
     if out.is_symlink():
         raise BundleError(f"output path {shown!r} is a symbolic link; pass the folder itself or a new path with -o")
     parent = out.absolute().parent

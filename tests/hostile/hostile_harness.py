@@ -41,6 +41,42 @@ class Result:
                 f"--- stdout\n{cut(self.stdout, 1500)}\n--- written: {[cut(w, 120) for w in self.written[:12]]}")
 
 
+class _ForkServer:
+    """Client of fork_server.py (one per test process)."""
+
+    def __init__(self):
+        self.proc = subprocess.Popen([sys.executable, str(Path(__file__).with_name("fork_server.py"))],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=dict(os.environ))
+
+    def run(self, argv, cwd, env, scratch: Path, timeout: int) -> tuple[int, str, str]:
+        import select
+
+        outs = scratch.parent / f".fs-{os.getpid()}-{time.monotonic_ns()}"
+        req = {"argv": argv, "cwd": str(cwd), "env": env, "stdout": f"{outs}.out", "stderr": f"{outs}.err"}
+        self.proc.stdin.write(json.dumps(req) + "\n")
+        self.proc.stdin.flush()
+        pid = json.loads(self.proc.stdout.readline())["pid"]
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        if not ready:
+            os.kill(pid, signal.SIGKILL)
+        status = json.loads(self.proc.stdout.readline())["status"]
+        try:
+            return (status, Path(f"{outs}.out").read_text(errors="replace"), Path(f"{outs}.err").read_text(errors="replace"))
+        finally:
+            for suffix in (".out", ".err"):
+                Path(f"{outs}{suffix}").unlink(missing_ok=True)
+
+
+_SERVER: _ForkServer | None = None
+
+
+def _server() -> _ForkServer:
+    global _SERVER
+    if _SERVER is None or _SERVER.proc.poll() is not None:
+        _SERVER = _ForkServer()
+    return _SERVER
+
+
 def _snapshot(root: Path) -> dict[str, tuple]:
     found = {}
     for dirpath, dirnames, filenames in os.walk(root):
@@ -76,11 +112,17 @@ class Sandbox:
     def command(self, *args) -> list[str]:
         return [sys.executable, "-m", "deploykit.cli.app", *map(str, args)]
 
-    def run(self, *args, env: dict | None = None, cwd: Path | None = None, timeout: int = 600) -> Result:
+    def run(self, *args, env: dict | None = None, cwd: Path | None = None, timeout: int = 600,
+            fresh: bool = False) -> Result:
+        """Run ``deploykit ARGS``: in a child forked from the preloaded server (fork_server.py), or
+        with ``fresh`` in a new interpreter (start-up included)."""
         before = _snapshot(self.root)
-        proc = subprocess.run(self.command(*args), capture_output=True, text=True, errors="replace",
-                              cwd=cwd or self.work, env=self.env(env), timeout=timeout, stdin=subprocess.DEVNULL)
-        return self._result(list(map(str, args)), proc.returncode, proc.stdout, proc.stderr, before)
+        if fresh:
+            proc = subprocess.run(self.command(*args), capture_output=True, text=True, errors="replace",
+                                  cwd=cwd or self.work, env=self.env(env), timeout=timeout, stdin=subprocess.DEVNULL)
+            return self._result(list(map(str, args)), proc.returncode, proc.stdout, proc.stderr, before)
+        code, out, err = _server().run([str(a) for a in args], cwd or self.work, self.env(env), self.root, timeout)
+        return self._result(list(map(str, args)), code, out, err, before)
 
     def _result(self, args, code, stdout, stderr, before) -> Result:
         after = _snapshot(self.root)
@@ -131,6 +173,7 @@ class Sandbox:
             assert res.returncode == code, res
         text = res.stderr + res.stdout
         assert "Traceback" not in text, res
+        assert not _library_noise(res.stderr), res
         lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
         errors = [ln for ln in lines if ln.startswith("error:")]
         assert len(errors) == 1 and lines[-1] == errors[0], res
@@ -148,6 +191,7 @@ class Sandbox:
         assert res.returncode == 0, res
         assert "Traceback" not in res.stderr + res.stdout, res
         assert "error:" not in res.stderr, res
+        assert not _library_noise(res.stderr), res
         assert not self.leftovers(out), f"leftovers: {self.leftovers(out)}\n{res}"
         inside = out.absolute().relative_to(self.root).as_posix()
         ok = (inside, *allowed)
@@ -163,6 +207,13 @@ class Sandbox:
                 self.expect_error(v, "verification failed")
             assert not self.leftovers(out)
         return manifest
+
+
+def _library_noise(stderr: str) -> list[str]:
+    """Python warnings and runtime log lines that leaked to the user's terminal."""
+    marks = ("RuntimeWarning", "UserWarning", "DeprecationWarning", "FutureWarning", "[E:onnxruntime", "[W:onnxruntime",
+             "Exception ignored")
+    return [ln for ln in stderr.splitlines() if any(m in ln for m in marks)]
 
 
 def interrupted_code(sig: int) -> int:

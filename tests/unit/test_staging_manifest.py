@@ -365,7 +365,7 @@ def test_refuses_symlinks(tmp_path):
 
 
 def test_name_length_and_staging_stem(tmp_path):
-    with pytest.raises(BundleError, match="bytes long"):
+    with pytest.raises(BundleError, match="is too long"):
         check_output_dir(tmp_path / ("n" * 256), force=False)
     long_name = "é" * 127  # 254 bytes: allowed, and the staging folder name must still fit
     stem = staging.staging_stem(long_name)
