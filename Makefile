@@ -6,6 +6,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.deploykit-installed
 PYTEST_ARGS ?=
+# tests call tools the dev extra installs into the venv (shellcheck, hadolint, deploykit)
+VENV_PATH = PATH="$(abspath $(VENV))/bin:$$PATH"
 
 .PHONY: setup device-envs demo test test-unit test-plugin test-e2e bench clean
 
@@ -22,19 +24,19 @@ device-envs:
 	bash scripts/device-envs.sh
 
 demo: $(STAMP)
-	cd examples/quickstart && PATH="$(abspath $(VENV))/bin:$$PATH" bash run.sh
+	cd examples/quickstart && $(VENV_PATH) bash run.sh
 
 test: $(STAMP) device-envs
-	$(PY) -m pytest -n 2 -q $(PYTEST_ARGS)
+	$(VENV_PATH) $(PY) -m pytest -n 2 -q $(PYTEST_ARGS)
 
 test-unit: $(STAMP)
-	$(PY) -m pytest -q -m unit $(PYTEST_ARGS)
+	$(VENV_PATH) $(PY) -m pytest -q -m unit $(PYTEST_ARGS)
 
 test-plugin: $(STAMP)
-	$(PY) -m pytest -q -m plugin $(PYTEST_ARGS)
+	$(VENV_PATH) $(PY) -m pytest -q -m plugin $(PYTEST_ARGS)
 
 test-e2e: $(STAMP)
-	$(PY) -m pytest -q -m e2e $(PYTEST_ARGS)
+	$(VENV_PATH) $(PY) -m pytest -q -m e2e $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py

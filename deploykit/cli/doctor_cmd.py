@@ -45,12 +45,15 @@ def collect() -> dict:
     from deploykit.cli.targets_cmd import target_rows
     from deploykit.plugins import default_registry
 
+    from deploykit.cpu import cpu_class
+
     registry = default_registry()
     binfmt = sorted(p.name for p in Path("/proc/sys/fs/binfmt_misc").glob("qemu-*")) if Path("/proc/sys/fs/binfmt_misc").exists() else []
     return {
         "deploykit": __version__,
         "python": sys.version.split()[0],
         "platform": f"{platform.system()} {platform.machine()}",
+        "cpu": cpu_class().to_json(),
         "packages": {p: _pkg_version(p) for p in PYTHON_PACKAGES},
         "tools": {name: _tool(cmd) for name, cmd in TOOLS.items()},
         "qemu_binfmt": binfmt,
@@ -80,6 +83,11 @@ def doctor_command(json_out: bool = JsonOption, debug: bool = DebugOption) -> No
     from rich.table import Table
 
     out_console.print(f"deploykit {info['deploykit']} on Python {info['python']} ({info['platform']})")
+    cpu = info["cpu"]
+    from deploykit.cpu import CpuClass
+
+    note = CpuClass(cpu["arch"], cpu["isa"], cpu["vnni"], cpu["dotprod"]).int8_note
+    out_console.print(f"CPU class: {cpu['label']} - {note}", markup=False, highlight=False)
     t = Table(title="packages and tools", title_justify="left")
     t.add_column("name")
     t.add_column("version / status")

@@ -93,6 +93,19 @@ def _num(value, fmt: str) -> str:
     return format(value, fmt) if isinstance(value, (int, float)) else str(value)
 
 
+def _stored_parts(bundle: Path, manifest: dict) -> dict:
+    """Outputs verified per branch at build time (``verification.output_parts``), from the manifest."""
+    from deploykit.errors import BundleError
+    from deploykit.quant.parts import ConcatTail
+
+    stored = (manifest.get("verification") or {}).get("output_parts") or {}
+    try:
+        return {o: ConcatTail.from_json(d) for o, d in stored.items()}
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
+        raise BundleError(f"{bundle}/manifest.json: verification.output_parts is malformed ({type(e).__name__}); "
+                          "rebuild the bundle with 'deploykit build'") from e
+
+
 @contextlib.contextmanager
 def _runtime_errors(bundle: Path, what: str) -> Iterator[None]:
     """Errors of a bundle whose files match its manifest, while its runner loads or runs: a missing
@@ -163,17 +176,21 @@ def verify_command(
 
     manifest = open_bundle(bundle)
     feeds, refs = read_samples(bundle, manifest)
+    parts = _stored_parts(bundle, manifest)
     with _runtime_errors(bundle, "does not run on its stored samples (rebuild it with 'deploykit build')"):
         outs, runtime = run_bundle(bundle, feeds)
-        result = verify_outputs(refs, outs, manifest["precision"], runtime)
+        result = verify_outputs(refs, outs, manifest["precision"], runtime, parts=parts)
     result["files_checked"] = len(manifest["files"])
     if json_out:
         print_json(result)
     else:
         out_console.print(f"{result['files_checked']} files match their sha256", markup=False)
         for name, m in result["outputs"].items():
-            out_console.print(f"{printable(name)}: max abs err {_num(m.get('max_abs_error'), '.3g')}, cosine {_num(m.get('cosine'), '.6f')}, "
-                              f"SQNR {m.get('sqnr_db')} dB", markup=False, highlight=False)
+            rows = [(name, m)] + [(f"{name} {label}", pm) for label, pm in (m.get("parts") or {}).items()]
+            for label, v in rows:
+                out_console.print(f"{printable(label)}: max abs err {_num(v.get('max_abs_error'), '.3g')}, "
+                                  f"cosine {_num(v.get('cosine'), '.6f')}, SQNR {v.get('sqnr_db')} dB",
+                                  markup=False, highlight=False)
         out_console.print(f"verification {result['status']} ({runtime})", markup=False)
     if result["status"] != "passed":
         raise DeployError("verification failed: " + "; ".join(result["problems"]))

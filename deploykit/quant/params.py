@@ -75,18 +75,29 @@ class QuantParams:
         return d
 
 
+def narrowed_range(dtype: str, bits: int = 8) -> tuple[int, int]:
+    """The integer range of ``dtype`` restricted to ``bits`` (e.g. int8 with 7 bits: -64..63)."""
+    qmin, qmax = INT_RANGES[dtype]
+    if bits >= 8 or dtype not in ("int8", "uint8"):
+        return qmin, qmax
+    return (0, 2**bits - 1) if dtype == "uint8" else (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1)
+
+
 def params_from_range(lo, hi, dtype: str = "int8", symmetric: bool = False, axis: int | None = None,
-                      method: str = "minmax") -> QuantParams:
-    """Scale/zero point covering ``[lo, hi]`` (arrays for per-channel), always including 0."""
+                      method: str = "minmax", bits: int = 8) -> QuantParams:
+    """Scale/zero point covering ``[lo, hi]`` (arrays for per-channel), always including 0.
+
+    ``bits`` < 8 maps the range onto fewer levels of ``dtype`` (7-bit weights: symmetric int8 in
+    [-63, 63]); the stored dtype stays ``dtype``."""
     lo = np.minimum(np.asarray(lo, np.float64), 0.0)
     hi = np.maximum(np.asarray(hi, np.float64), 0.0)
-    qmin, qmax = INT_RANGES[dtype]
+    qmin, qmax = narrowed_range(dtype, bits)
     if symmetric:
         amax = np.maximum(np.abs(lo), np.abs(hi))
         # symmetric int8 uses [-127, 127] so that -x is representable (TFLite / TensorRT convention)
         half = (qmax - qmin) / 2.0 if dtype == "uint8" else float(qmax)
         scale = amax / half
-        zp = np.full(np.shape(scale), 128 if dtype == "uint8" else 0, np.int64)
+        zp = np.full(np.shape(scale), (qmax + 1) // 2 if dtype == "uint8" else 0, np.int64)
     else:
         scale = (hi - lo) / float(qmax - qmin)
         safe = np.where(scale > 0, scale, 1.0)

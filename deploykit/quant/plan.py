@@ -139,8 +139,10 @@ def build_plan(
         methods[name] = m
     # 2. shared-scale groups
     groups = _Groups()
-    for node in nodes:
+    for k, node in enumerate(nodes):
         if node.op_type not in scheme.shared_scale_ops or not node.output or node.output[0] not in ranges:
+            continue
+        if _node_key(node, k) in plan.fallback:  # a float node joins nothing: its inputs keep their own scales
             continue
         data_inputs = [n for (i, n, r) in quantizable_inputs(index, node) if r == "data" and n in ranges]
         if node.op_type != "Concat":
@@ -177,7 +179,8 @@ def build_plan(
                     lo, hi = w.min(axis=red), w.max(axis=red)
                 else:
                     lo, hi = float(w.min()), float(w.max())
-                plan.weights[name] = params_from_range(lo, hi, scheme.weight_dtype, scheme.weight_symmetric, axis=axis)
+                plan.weights[name] = params_from_range(lo, hi, scheme.weight_dtype, scheme.weight_symmetric, axis=axis,
+                                                       bits=scheme.weight_bits)
             if role == "weight":
                 w_params = plan.weights[name]
             if role == "const" and name not in plan.constants:

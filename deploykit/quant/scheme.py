@@ -38,6 +38,15 @@ class QuantScheme:
     :ivar quantize_ops: if set, only nodes of these ops read quantized inputs (Q/DQ placement of
         QDQ backends); ``None`` quantizes every op (full-integer backends like TFLite).
         ``float_ops`` always run in float. Parameters are still computed for every tensor.
+    :ivar weight_bits: levels the weight operand of dot products (Conv, ConvTranspose, Gemm,
+        MatMul) may use: 8, or 7 for runtimes that execute int8 on x86 CPUs without VNNI. There
+        ``vpmaddubsw`` sums pairs of u8 x s8 products into a saturating int16, which 8-bit weights
+        overflow (255 x 127 x 2 > 32767) and 7-bit weights cannot (255 x 63 x 2 < 32767). With
+        7 bits, a dot product whose second operand is not a constant stays in float: its values
+        cannot be bounded at build time.
+    :ivar join_outputs: for targets without float ops: the runner may join the separately
+        quantized branches of a concatenated graph output in float (see
+        :mod:`deploykit.quant.mixed_ranges`); the backend then ends the model at the branches.
     """
 
     weight_dtype: str = "int8"
@@ -53,6 +62,8 @@ class QuantScheme:
     io_dtype: str = "float32"
     fixed_output_params: dict[str, tuple[float, int]] = field(default_factory=dict)
     quantize_ops: frozenset[str] | None = None
+    weight_bits: int = 8
+    join_outputs: bool = False
 
     def runs_quantized(self, op_type: str) -> bool:
         """Whether nodes of ``op_type`` read quantized inputs (else they run in float)."""

@@ -46,6 +46,9 @@ class OnnxRuntimeBackend(Backend):
         # Add/Mul stay float: their inputs (residual streams, gates) lose the most to int8 and ONNX
         # Runtime gains little from running them quantized (as its own quantize_static does).
         quantize_ops=COMPUTE_OPS - {"Add", "Mul"},
+        # A host bundle runs on any x86-64/ARM64 CPU: ORT's int8 kernels on x86 without VNNI sum
+        # u8 x s8 pairs in saturating int16, which 7-bit weights cannot overflow (facts: x86 int8).
+        weight_bits=7,
     )
     min_opset = 7
     int8_min_opset = 13  # per-channel QuantizeLinear/DequantizeLinear (axis attribute)

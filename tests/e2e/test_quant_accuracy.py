@@ -6,8 +6,11 @@ deterministic seeds, nothing downloaded), then scored through the bundle's gener
 DISJOINT held-out set rendered from other seeds. The fp32 reference is measured here, on the same
 held-out set, with onnxruntime on the source model; the int8 bundle must stay within 0.5 points.
 
-* cls (0/180 degree direction classifier): 64 calibration / 200 evaluation lines, top-1 accuracy
-  (400 lines: one line = 0.25 points).
+* cls (0/180 degree direction classifier): 64 calibration / 1000 evaluation lines, top-1 accuracy
+  (one line = 0.1 points). With 400 lines one line was 0.25 points, so two lines decided the
+  0.5-point budget: the range methods the engine chooses between all land within +-0.5 points of
+  fp32 on this model, and which of them a set of 400 lines favours is chance (measured: 7-bit
+  weights, three methods, 97.25-98.0 % on 400 lines vs 98.3-98.6 % on 1000 lines, fp32 98.0 / 98.8 %).
 * rec (PP-OCRv4 10.8 MB CTC recognizer, input pinned to 1x3x48x320): 48 calibration / 120
   evaluation lines, character accuracy (1 - edit distance / length, spaces ignored).
 
@@ -97,7 +100,7 @@ def _build_int8(cli, model: Path, calib: np.ndarray, shape: str, tmp_path: Path)
 def test_ppocr_cls_int8_accuracy(cli, tmp_path, fonts):
     model = _model(T.CLS_MODEL)
     calib, _ = T.cls_dataset(64, seed=11, fonts=fonts)
-    x, labels = T.cls_dataset(400, seed=21, fonts=fonts)  # 1 line = 0.25 points
+    x, labels = T.cls_dataset(1000, seed=21, fonts=fonts)  # 1 line = 0.1 points (see the module docstring)
 
     fp32 = T.evaluate_cls(_fp32_run_fn(model), x, labels)
     assert fp32 >= 0.95, f"fp32 reference accuracy {fp32:.3f}: the rendered data no longer fits the model"

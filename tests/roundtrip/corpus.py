@@ -34,30 +34,42 @@ def corpus_dir() -> Path:
     env = os.environ.get("DEPLOYKIT_CORPUS_DIR")
     cache = Path(env) if env else Path.home() / ".cache" / "deploykit" / f"onnx-node-{onnx.__version__}"
     if not (cache / ".complete").exists():
-        _generate(cache)
+        # pytest-xdist workers collect at the same time: one generates, the others wait for it
+        import fcntl
+
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        with open(cache.with_name(cache.name + ".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not (cache / ".complete").exists():
+                _generate(cache)
     return cache
 
 
 def _generate(out: Path) -> None:
+    import tempfile
+
     import onnx.backend.test.case.node as node_cases
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         cases = node_cases.collect_testcases()
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    for case in cases:
-        if not case.model or not case.data_sets:
-            continue
-        d = tmp / case.name
-        (d / "test_data_set_0").mkdir(parents=True)
-        (d / "model.onnx").write_bytes(case.model.SerializeToString())
-        inputs, _ = case.data_sets[0]
-        for j, (vi, value) in enumerate(zip(case.model.graph.input, inputs)):
-            (d / "test_data_set_0" / f"input_{j}.pb").write_bytes(_to_proto(vi, value).SerializeToString())
+    tmp = Path(tempfile.mkdtemp(prefix=out.name + ".tmp-", dir=out.parent))
+    try:
+        for case in cases:
+            if not case.model or not case.data_sets:
+                continue
+            d = tmp / case.name
+            (d / "test_data_set_0").mkdir(parents=True)
+            (d / "model.onnx").write_bytes(case.model.SerializeToString())
+            inputs, _ = case.data_sets[0]
+            for j, (vi, value) in enumerate(zip(case.model.graph.input, inputs)):
+                (d / "test_data_set_0" / f"input_{j}.pb").write_bytes(_to_proto(vi, value).SerializeToString())
+        (tmp / ".complete").write_text(str(len(cases)))
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
-    (out / ".complete").write_text(str(len(cases)))
 
 
 def _to_proto(vi: onnx.ValueInfoProto, value):

@@ -145,3 +145,14 @@ def test_doctor_json(cli):
 def test_doctor_table(cli):
     out = _ok(cli("doctor")).stdout
     assert "onnxruntime" in out and "host" in out
+
+
+def test_doctor_names_the_cpu_class(cli):
+    """The CPU class decides whether int8 kernels of CPU runtimes can saturate (x86 without VNNI)."""
+    from deploykit.cpu import cpu_class
+
+    here = cpu_class()
+    info = json.loads(_ok(cli("doctor", "--json")).stdout)
+    assert info["cpu"]["label"] == here.label and info["cpu"]["int8_saturates"] is here.int8_saturates
+    line = next(ln for ln in _ok(cli("doctor")).stdout.splitlines() if ln.startswith("CPU class: "))
+    assert here.label in line and ("saturating" in line) == here.int8_saturates
