@@ -30,7 +30,7 @@ BROKEN_FILES = [
     ("fifo", lambda d: hm.fifo(d / "pipe.onnx"), "named pipe"),
     ("dev-zero", lambda d: os.symlink("/dev/zero", d / "zero.onnx") or d / "zero.onnx", "character device"),
     ("dev-null", lambda d: __import__("pathlib").Path("/dev/null"), "character device"),
-    ("empty-path", lambda d: "", "is a folder"),  # typer reads "" as "."
+    ("empty-path", lambda d: "", ("model",)),
 ]
 
 

@@ -66,7 +66,7 @@ def test_bad_int8_options(sb, model, extra, match):
 
 @pytest.mark.parametrize("args, match", [
     (["nosuchcommand"], "no such command"),
-    (["build"], "missing"),
+    (["build"], "needs a model.onnx"),
     (["run"], "missing"),
     (["inspect", "--target"], "requires an argument"),
     (["compare"], "missing"),
