@@ -24,7 +24,7 @@ from deploykit.ir.loader import nonfinite_weights
 from deploykit import passes
 from deploykit.plugins import Registry, default_registry
 from deploykit.quant.calibration import SampleSet, load_samples, random_samples
-from deploykit.reference import check_loadable, run_reference
+from deploykit.reference import check_loadable, ort_run_failures, run_reference
 from deploykit.verification import run_bundle, verify_outputs
 
 VERIFY_SAMPLES = 4
@@ -184,7 +184,7 @@ def build(request: BuildRequest, registry: Registry | None = None, reporter: Rep
                 samples = load_samples(request.calibration, inputs, limit=request.calibration_samples, images=request.images)
                 calibration, verify_set = _split_samples(samples)
                 reporter.log(f"{len(calibration)} calibration / {len(verify_set)} held-out verification samples")
-        with reporter.stage(f"compress ({compress_spec})"):
+        with reporter.stage(f"compress ({compress_spec})"), ort_run_failures("the model for compression"):
             model, compression, source_proto = _compress(model, compress_spec, calibration, reporter)
             model = backend.prepare(model, options)
     with reporter.stage("support analysis"):
@@ -202,7 +202,7 @@ def build(request: BuildRequest, registry: Registry | None = None, reporter: Rep
         from deploykit.quant.engine import quantize_model
 
         model = upgrade_opset(model, 13)  # per-channel QuantizeLinear/DequantizeLinear
-        with reporter.stage("calibrate + quantize"):
+        with reporter.stage("calibrate + quantize"), ort_run_failures("the model on the calibration samples"):
             quant = quantize_model(model, calibration, backend.quant_scheme, quant_config, log=log_or_warn(reporter))
             model = quant.model
     if verify_set is None:

@@ -7,8 +7,9 @@ implements, type errors) fails there with ONNX Runtime's own reason, before any 
 
 from __future__ import annotations
 
+import contextlib
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -61,13 +62,21 @@ def run_reference(
     sess = reference_session(model_path, threads)
     wanted = {i.name for i in sess.get_inputs()}
     results = []
-    for feed in feeds:
-        try:
+    with ort_run_failures(f"{Path(model_path).name!r} on sample inputs"):
+        for feed in feeds:
             values = sess.run(output_names, {k: v for k, v in feed.items() if k in wanted})
-        except Exception as e:  # noqa: BLE001 - ORT raises its own exception types
-            if explain(e) is not None:
-                raise
-            raise ModelError(f"ONNX Runtime fails running {Path(model_path).name!r} on sample inputs: {ort_reason(e)}; "
-                             "the model is inconsistent for these input shapes: fix or re-export it") from e
-        results.append(dict(zip(output_names, values)))
+            results.append(dict(zip(output_names, values)))
     return results
+
+
+@contextlib.contextmanager
+def ort_run_failures(what: str) -> Iterator[None]:
+    """ONNX Runtime failing while it *runs* a model that loaded (an attribute out of range, a
+    Reshape that does not fit, an index past the end) is the model's inconsistency: one line."""
+    try:
+        yield
+    except Exception as e:  # noqa: BLE001 - ORT raises its own exception types
+        if isinstance(e, ModelError) or explain(e) is not None or not type(e).__module__.startswith("onnxruntime"):
+            raise
+        raise ModelError(f"ONNX Runtime fails running {what}: {ort_reason(e)}; the model is inconsistent for these "
+                         "inputs: fix or re-export it") from e

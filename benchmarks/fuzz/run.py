@@ -27,6 +27,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -51,6 +52,18 @@ JOBS = [("host", "fp32", 40), ("host", "fp16", 8), ("host", "int8", 12), ("rpi4"
 INSPECT_SHARE = 0.2
 VERIFY_SHARE = 0.5
 TIMEOUT = 300
+FRESH = False  # --fresh: a new interpreter per command instead of a child of the preloaded server
+_SERVERS = threading.local()
+
+
+def _fork_server():
+    """One preloaded deploykit per worker thread (tests/hostile/fork_server.py): each command is a
+    forked child, a real process, without paying 2-3 s of imports per command."""
+    from hostile_harness import _ForkServer
+
+    if getattr(_SERVERS, "server", None) is None or _SERVERS.server.proc.poll() is not None:
+        _SERVERS.server = _ForkServer()
+    return _SERVERS.server
 
 
 def seeds(folder: Path) -> dict[str, Path]:
@@ -101,12 +114,17 @@ def run_cli(job_dir: Path, args: list[str]) -> dict:
     env.pop("DEPLOYKIT_DEBUG", None)
     before = _snapshot(job_dir)
     t0 = time.perf_counter()
-    try:
-        proc = subprocess.run([sys.executable, "-m", "deploykit.cli.app", *args], capture_output=True, text=True,
-                              errors="replace", cwd=job_dir, env=env, timeout=TIMEOUT, stdin=subprocess.DEVNULL)
-        code, out, err = proc.returncode, proc.stdout, proc.stderr
-    except subprocess.TimeoutExpired as e:
-        code, out, err = None, str(e.stdout or ""), str(e.stderr or "")
+    if FRESH:
+        try:
+            proc = subprocess.run([sys.executable, "-m", "deploykit.cli.app", *args], capture_output=True, text=True,
+                                  errors="replace", cwd=job_dir, env=env, timeout=TIMEOUT, stdin=subprocess.DEVNULL)
+            code, out, err = proc.returncode, proc.stdout, proc.stderr
+        except subprocess.TimeoutExpired as e:
+            code, out, err = None, str(e.stdout or ""), str(e.stderr or "")
+    else:
+        code, out, err = _fork_server().run(args, job_dir, env, job_dir / "tmp", TIMEOUT)
+        if code == -9:  # killed by the server's timeout
+            code = None
     written = sorted(_snapshot(job_dir) - before)
     return {"args": args, "code": code, "stdout": out[-4000:], "stderr": err[-4000:], "written": written,
             "seconds": round(time.perf_counter() - t0, 2)}
@@ -245,7 +263,8 @@ def write_results(records: list[dict], args, elapsed: float) -> dict:
         f"{summary['versions']['deploykit']}, onnx {summary['versions']['onnx']}, onnxruntime "
         f"{summary['versions']['onnxruntime']}.",
         f"Regenerate: `python benchmarks/fuzz/run.py --mutants {args.mutants} --seed {args.seed}` "
-        f"({summary['seconds']} s here with {args.jobs} jobs).",
+        f"({summary['seconds']} s here with {args.jobs} jobs; each command "
+        f"{'a fresh interpreter' if args.fresh else 'a child forked from a preloaded deploykit, as in tests/hostile'}).",
         "",
         f"- mutants: **{len(records)}** (seed {args.seed}), commands run: {len(commands)} "
         "(build on a drawn target; inspect on some; verify after half of the successful builds)",
@@ -289,7 +308,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mutants", type=int, default=520)
     parser.add_argument("--seed", type=int, default=17)
     parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--fresh", action="store_true",
+                        help="start a new interpreter per command (start-up included; ~4x slower)")
     args = parser.parse_args(argv)
+    global FRESH
+    FRESH = args.fresh
     start = time.time()
     with tempfile.TemporaryDirectory(prefix="deploykit-fuzz-") as tmp:
         work = Path(tmp)

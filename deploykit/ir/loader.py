@@ -171,7 +171,10 @@ def _check_opsets(proto: onnx.ModelProto, p: Path) -> None:
 def _type_name(tp: onnx.TypeProto) -> str:
     kind = tp.WhichOneof("value")
     if kind == "tensor_type":
-        return onnx.helper.tensor_dtype_to_string(tp.tensor_type.elem_type).replace("TensorProto.", "").lower()
+        try:
+            return onnx.helper.tensor_dtype_to_string(tp.tensor_type.elem_type).replace("TensorProto.", "").lower()
+        except (KeyError, ValueError):
+            return f"unknown element type {tp.tensor_type.elem_type}"
     return (kind or "no type").replace("_type", "")
 
 
@@ -322,6 +325,26 @@ def _check_dims(proto: onnx.ModelProto) -> None:
                                  "--input-shape")
 
 
+_SHAPE_CONFLICT = re.compile(r"(Inferred shape and existing shape differ[^\n]*|Inferred elem type differs[^\n]*)")
+
+
+def _check_declared_shapes(proto: onnx.ModelProto, path) -> None:
+    """A declared output (or value_info) shape or type that contradicts what the ops compute: the
+    model's metadata is wrong, and every backend would trust one or the other. Other failures of
+    strict inference (ops it cannot infer, custom domains) are not the user's problem here."""
+    try:
+        onnx.shape_inference.infer_shapes(proto, check_type=False, strict_mode=True, data_prop=False)
+    except MemoryError:
+        raise
+    except Exception as e:  # noqa: BLE001 - InferenceError and friends
+        m = _SHAPE_CONFLICT.search(str(e))
+        if m:
+            where = re.search(r"\(op_type:(\w+), node name: ([^)]*)\)", str(e))
+            node = f" at node {where.group(2)!r} ({where.group(1)})" if where else ""
+            raise ModelError(f"{str(path)!r}: a declared shape or type contradicts what the model computes{node}: "
+                             f"{m.group(1).strip()}; re-export the model (or fix its value_info / output shapes)") from e
+
+
 def _suggest_shape(vi: onnx.ValueInfoProto) -> str:
     dims = []
     for axis, d in enumerate(vi.type.tensor_type.shape.dim):
@@ -357,6 +380,7 @@ def load_model(
                 "the model has dynamic dimensions: " + ", ".join(dyn),
                 hint=f"pin them, e.g. {flags}",
             )
+    _check_declared_shapes(proto, path)
     try:
         proto = onnx.shape_inference.infer_shapes(proto, check_type=False, strict_mode=False, data_prop=True)
     except Exception:  # noqa: BLE001 - shape inference is best effort; passes re-run it

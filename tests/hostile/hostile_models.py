@@ -249,3 +249,28 @@ def huge_intermediate() -> onnx.ModelProto:
              helper.make_node("ReduceSum", ["c"], ["r"], keepdims=0), helper.make_node("Add", ["x", "r"], ["y"])]
     return _model(nodes, [_vi("x", [1, 4])], [_vi("y", [1, 4])],
                   [numpy_helper.from_array(np.array([100000, 100000, 10], np.int64), "s")])
+
+
+# -- found by the fuzz pass (benchmarks/fuzz) ----------------------------------------------------------
+def gather_axis_out_of_range() -> onnx.ModelProto:
+    """Loads in ONNX Runtime, fails when run (the checker does not range-check attributes)."""
+    node = helper.make_node("Gather", ["x", "i"], ["y"], axis=-(2**40), name="embed")
+    return _model([node], [_vi("x", [1, 4])], [_vi("y", ["a", "b"])], [numpy_helper.from_array(np.array([0, 1], np.int64), "i")])
+
+
+def declared_output_rank_wrong() -> onnx.ModelProto:
+    m = conv_model()
+    del m.graph.output[0].type.tensor_type.shape.dim[0]
+    return m
+
+
+def output_dtype_enum_99() -> onnx.ModelProto:
+    m = conv_model()
+    m.graph.output[0].type.tensor_type.elem_type = 99
+    return m
+
+
+def input_listed_as_output() -> onnx.ModelProto:
+    m = conv_model()
+    m.graph.output.append(m.graph.input[0])
+    return m

@@ -76,6 +76,8 @@ BAD_MODELS = [
     ("bad-raw-data", hm.bad_raw_data, ("m.onnx",)),
     ("nul-in-name", lambda: hm.renamed(hm.relu_model(), "x", "a\x00b"), "nul"),
     ("cycle", lambda: hm.renamed(hm.relu_model(), "x", "y"), "checker"),
+    ("declared-output-rank-wrong", hm.declared_output_rank_wrong, "declared shape or type contradicts"),
+    ("output-dtype-enum-99", hm.output_dtype_enum_99, "unknown element type 99"),
 ]
 
 
@@ -220,3 +222,30 @@ def test_huge_intermediate_is_out_of_memory_not_a_crash(sb):
     out, res = _build(sb, path)
     sb.expect_error(res, "out of memory", code=2, out=out)
     assert "[E:onnxruntime" not in res.stderr  # the runtime's own log stays off the screen
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_model_that_fails_only_when_run(sb, precision):
+    """Found by the fuzz pass: ONNX Runtime loads it and fails when it runs; in int8 that happens while
+    calibrating, in fp32 while computing the reference."""
+    path = hm.save(hm.gather_axis_out_of_range(), sb.work / "m.onnx")
+    calib = sb.work / "c.npy"
+    np.save(calib, np.random.default_rng(0).standard_normal((8, 4)).astype(np.float32))
+    out = sb.work / "out"
+    extra = ["-c", calib] if precision == "int8" else []
+    res = sb.run("build", path, "--target", "host", "-p", precision, "-o", out, *extra)
+    sb.expect_error(res, "onnx runtime fails running", code=2, out=out)
+
+
+def test_input_listed_as_output_fp16(sb):
+    """Found by the fuzz pass: onnxruntime's float16 converter breaks a graph whose input is also an
+    output; fp32 builds, fp16 says to use fp32."""
+    path = hm.save(hm.input_listed_as_output(), sb.work / "m.onnx")
+    out = sb.work / "out"
+    sb.expect_ok(sb.run("build", path, "--target", "host", "-p", "fp32", "-o", out), out)
+    out16 = sb.work / "out16"
+    res = sb.run("build", path, "--target", "host", "-p", "fp16", "-o", out16)
+    if res.returncode != 0:
+        sb.expect_error(res, "--precision fp32", code=2, out=out16)
+    else:
+        sb.expect_ok(res, out16)
