@@ -207,6 +207,15 @@ def build(request: BuildRequest, registry: Registry | None = None, reporter: Rep
             model = quant.model
     if verify_set is None:
         verify_set = random_samples(inputs, VERIFY_SAMPLES, seed=0)
+    # the fp32 reference runs before any backend sees the model: a model ONNX Runtime cannot run
+    # (an attribute out of range, a Reshape that does not fit) fails here in one line, not inside a lowering
+    with reporter.stage("reference (fp32 onnxruntime)"):
+        feeds = list(verify_set.feeds())
+        if compression is None:
+            refs = run_reference(model_path, feeds, [o.name for o in outputs])
+        else:  # the bundle reproduces the compressed model; its loss vs the source is in report.compression
+            refs = _reference_of(compression.model, feeds, [o.name for o in outputs])
+        _warn_nonfinite_reference(refs, reporter)
 
     with StagedOutput(out_dir, request.force, protect) as stage:
         work = stage.path
@@ -214,13 +223,7 @@ def build(request: BuildRequest, registry: Registry | None = None, reporter: Rep
                            outputs=outputs, calibration=calibration, quant=quant, log=reporter.log)
         with reporter.stage(f"lower ({backend.name}, {precision})"):
             artifact = backend.lower(ctx)
-        with reporter.stage("reference (fp32 onnxruntime)"):
-            feeds = list(verify_set.feeds())
-            if compression is None:
-                refs = run_reference(model_path, feeds, [o.name for o in outputs])
-            else:  # the bundle reproduces the compressed model; its loss vs the source is in report.compression
-                refs = _reference_of(compression.model, feeds, [o.name for o in outputs])
-            _warn_nonfinite_reference(refs, reporter)
+        with reporter.stage("samples"):
             stored = list(range(min(STORED_SAMPLES, len(feeds))))
             (work / "samples").mkdir()
             write_npz(work / SAMPLES_INPUTS, {f"in_{i}": verify_set.subset(stored).arrays[s.name] for i, s in enumerate(inputs)})

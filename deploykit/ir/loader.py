@@ -304,19 +304,21 @@ def _dynamic_dims(proto: onnx.ModelProto) -> list[str]:
 
 
 def _check_dims(proto: onnx.ModelProto) -> None:
-    """0 and negative dims are not dynamic: they are wrong (or an empty input nothing can run on);
-    a sample too large for memory is refused before anything allocates it."""
+    """0 and negative dims other than -1 are not dynamic: they are wrong (or an empty input nothing
+    can run on); -1 is how some exporters (Paddle) write a dynamic dim, and is treated as one. A
+    sample too large for memory is refused before anything allocates it."""
     for vi in proto.graph.input:
         if not vi.type.HasField("tensor_type") or not vi.type.tensor_type.HasField("shape"):
             continue
         dims = vi.type.tensor_type.shape.dim
         fixed = [d.dim_value for d in dims if d.HasField("dim_value")]
-        bad = [v for v in fixed if v <= 0]
+        bad = [v for v in fixed if v <= 0 and v != -1]
+        fixed = [v for v in fixed if v != -1]
         if bad:
             shape = [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in dims]
             raise ModelError(f"input {vi.name!r} has shape {shape} with a dimension of {bad[0]}; an input needs "
                              "positive dimensions (re-export the model, or pin them with --input-shape)")
-        if len(fixed) == len(dims):
+        if len(fixed) == len(dims) and all(v > 0 for v in fixed):
             itemsize = onnx.helper.tensor_dtype_to_np_dtype(vi.type.tensor_type.elem_type).itemsize
             size = itemsize * math.prod(fixed)
             if size > MAX_SAMPLE_BYTES:
