@@ -204,19 +204,54 @@ class Backend:
                 f"use one of: {', '.join(allowed)}"
             )
 
+    def knows_op(self, domain: str, op_type: str) -> bool:
+        """Whether ``domain::op_type`` is an op this backend's converter can even read when
+        :attr:`op_support` is ``None`` (default: the ops with an ONNX schema: ai.onnx, ai.onnx.ml).
+        Override to add a runtime's own domains (ONNX Runtime's com.microsoft)."""
+        import onnx
+
+        return onnx.defs.has(op_type, domain)
+
+    def unknown_op_reason(self, node: ir.Node, functions: set[tuple[str, str]] = frozenset()) -> str | None:
+        """Why ``node`` is an op no converter knows (a custom op from an unknown domain), naming the
+        op and its domain; ``None`` for standard ops and model-local functions."""
+        domain = node.domain or ""
+        if domain in ("", "ai.onnx") or (domain, node.op_type) in functions or self.knows_op(domain, node.op_type):
+            return None
+        return (f"{node.op_type!r} from domain {domain!r} is a custom op (no ONNX schema) that {self.name} cannot "
+                "run; replace it with standard ONNX ops, or build for a target whose plugin implements it")
+
+    def custom_ops(self, model: ir.Model) -> list[NodeSupport]:
+        """The nodes of :meth:`unknown_op_reason` that :attr:`op_support` does not list either:
+        the build refuses them right after import, naming op, domain and target."""
+        import onnx_ir as ir
+
+        functions = {(f.domain, f.name) for f in model.functions.values()}
+        found = []
+        for node in ir.traversal.RecursiveGraphIterator(model.graph):
+            op = f"{node.domain}::{node.op_type}"
+            reason = None if self.op_support and op in self.op_support else self.unknown_op_reason(node, functions)
+            if reason:
+                found.append(NodeSupport(node.name or "", op, Support.UNSUPPORTED, reason))
+        return found
+
     def analyze(self, model: ir.Model) -> list[NodeSupport]:
         """Per-node support status, from :attr:`op_support` (override for context rules)."""
         import onnx_ir as ir
 
         result = []
+        functions = {(f.domain, f.name) for f in model.functions.values()}
         for node in ir.traversal.RecursiveGraphIterator(model.graph):
             op = node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}::{node.op_type}"
             if self.op_support is None:
-                result.append(NodeSupport(node.name or "", op, Support.SUPPORTED))
+                unknown = self.unknown_op_reason(node, functions)
+                result.append(NodeSupport(node.name or "", op, Support.UNSUPPORTED if unknown else Support.SUPPORTED,
+                                          unknown or ""))
                 continue
             rule = self.op_support.get(op)
             if rule is None:
-                result.append(NodeSupport(node.name or "", op, Support.UNSUPPORTED, f"{self.name} has no lowering for {op}"))
+                reason = self.unknown_op_reason(node, functions) or f"{self.name} has no lowering for {op}"
+                result.append(NodeSupport(node.name or "", op, Support.UNSUPPORTED, reason))
                 continue
             reason = rule.check(node) if rule.check else None
             if reason:

@@ -20,10 +20,11 @@ from deploykit.bundle.render import render
 from deploykit.bundle.staging import StagedOutput, check_output_dir
 from deploykit.errors import CalibrationError, DeployError, UnsupportedError
 from deploykit.ir import graph_inputs, graph_outputs, load_model, parse_input_shapes
+from deploykit.ir.loader import nonfinite_weights
 from deploykit import passes
 from deploykit.plugins import Registry, default_registry
 from deploykit.quant.calibration import SampleSet, load_samples, random_samples
-from deploykit.reference import check_pinned_model_loads, run_reference
+from deploykit.reference import check_loadable, check_pinned_model_loads, ort_run_failures, run_reference
 from deploykit.verification import run_bundle, verify_outputs
 
 VERIFY_SAMPLES = 4
@@ -127,8 +128,9 @@ def build(request: BuildRequest, registry: Registry | None = None, reporter: Rep
         raise CalibrationError(calibration_needed(profile, explicit=request.precision is not None))
     model_path = Path(request.model)
     shapes = parse_input_shapes(request.input_shapes)
-    out_dir = Path(request.output) if request.output else default_output(model_path, profile.name, precision)
-    check_output_dir(out_dir, request.force)
+    out_dir = Path(request.output) if request.output is not None else default_output(model_path, profile.name, precision)
+    protect = [p for p in (model_path, request.calibration) if p]
+    check_output_dir(out_dir, request.force, protect)
     compress_spec = None
     if request.compress:
         from deploykit.compress import parse_spec
@@ -160,6 +162,15 @@ def build(request: BuildRequest, registry: Registry | None = None, reporter: Rep
         model = load_model(model_path, shapes)
         inputs, outputs = graph_inputs(model), graph_outputs(model)
         source_sha = sha256_file(model_path)
+        custom = backend.custom_ops(model)
+        if custom:
+            raise unsupported_error(custom, profile.name)
+        check_loadable(model_path)  # the fp32 reference runs in ONNX Runtime: refuse what it cannot load now
+        bad_weights = nonfinite_weights(model)
+        if bad_weights:
+            reporter.warn(f"{len(bad_weights)} weight tensor(s) hold NaN/Inf: {', '.join(bad_weights[:5])}"
+                          f"{' ...' if len(bad_weights) > 5 else ''}; outputs that depend on them are not finite "
+                          "(verification will fail): fix the model's export")
     eval_set = None
     if task is not None:
         from deploykit.quant.task_metrics import load_eval_data
@@ -179,7 +190,7 @@ def build(request: BuildRequest, registry: Registry | None = None, reporter: Rep
                 samples = load_samples(request.calibration, inputs, limit=request.calibration_samples, images=request.images)
                 calibration, verify_set = _split_samples(samples)
                 reporter.log(f"{len(calibration)} calibration / {len(verify_set)} held-out verification samples")
-        with reporter.stage(f"compress ({compress_spec})"):
+        with reporter.stage(f"compress ({compress_spec})"), ort_run_failures("the model for compression"):
             model, compression, source_proto = _compress(model, compress_spec, calibration, reporter)
             model = backend.prepare(model, options)
     with reporter.stage("support analysis"):
@@ -198,24 +209,28 @@ def build(request: BuildRequest, registry: Registry | None = None, reporter: Rep
         from deploykit.quant.engine import quantize_model
 
         model = upgrade_opset(model, 13)  # per-channel QuantizeLinear/DequantizeLinear
-        with reporter.stage("calibrate + quantize"):
+        with reporter.stage("calibrate + quantize"), ort_run_failures("the model on the calibration samples"):
             quant = quantize_model(model, calibration, backend.quant_scheme, quant_config, log=log_or_warn(reporter))
             model = quant.model
     if verify_set is None:
         verify_set = random_samples(inputs, VERIFY_SAMPLES, seed=0)
+    # the fp32 reference runs before any backend sees the model: a model ONNX Runtime cannot run
+    # (an attribute out of range, a Reshape that does not fit) fails here in one line, not inside a lowering
+    with reporter.stage("reference (fp32 onnxruntime)"):
+        feeds = list(verify_set.feeds())
+        if compression is None:
+            refs = run_reference(model_path, feeds, [o.name for o in outputs])
+        else:  # the bundle reproduces the compressed model; its loss vs the source is in report.compression
+            refs = _reference_of(compression.model, feeds, [o.name for o in outputs])
+        _warn_nonfinite_reference(refs, reporter)
 
-    with StagedOutput(out_dir, request.force) as stage:
+    with StagedOutput(out_dir, request.force, protect) as stage:
         work = stage.path
         ctx = BuildContext(model=model, profile=profile, options=options, workdir=work, inputs=inputs,
                            outputs=outputs, calibration=calibration, quant=quant, log=reporter.log)
         with reporter.stage(f"lower ({backend.name}, {precision})"):
             artifact = backend.lower(ctx)
-        with reporter.stage("reference (fp32 onnxruntime)"):
-            feeds = list(verify_set.feeds())
-            if compression is None:
-                refs = run_reference(model_path, feeds, [o.name for o in outputs])
-            else:  # the bundle reproduces the compressed model; its loss vs the source is in report.compression
-                refs = _reference_of(compression.model, feeds, [o.name for o in outputs])
+        with reporter.stage("samples"):
             stored = list(range(min(STORED_SAMPLES, len(feeds))))
             (work / "samples").mkdir()
             write_npz(work / SAMPLES_INPUTS, {f"in_{i}": verify_set.subset(stored).arrays[s.name] for i, s in enumerate(inputs)})
@@ -280,6 +295,19 @@ def build(request: BuildRequest, registry: Registry | None = None, reporter: Rep
                                bundle_runs=verification.get("status") != "skipped")
             manifest = metadata()
     return BuildResult(out_dir=out_dir.absolute(), manifest=manifest, report=report)
+
+
+def _warn_nonfinite_reference(refs: list[dict[str, Any]], reporter: Reporter) -> None:
+    """Say so when the fp32 reference itself is NaN/Inf: verification cannot pass against it."""
+    import numpy as np
+
+    for name in refs[0] if refs else {}:
+        values = [np.asarray(r[name]) for r in refs]
+        bad = sum(int(np.count_nonzero(~np.isfinite(v))) for v in values if v.dtype.kind == "f")
+        if bad:
+            total = sum(v.size for v in values)
+            reporter.warn(f"the fp32 reference itself is non-finite: output {name!r} has {bad} NaN/Inf of {total} values "
+                          "on the verification samples (NaN/Inf weights, or inputs too large for float32)")
 
 
 def _task_budget(request: BuildRequest):

@@ -61,13 +61,12 @@ def judge(metrics: Mapping[str, Mapping[str, Any]], precision: str) -> tuple[boo
     concatenated output is judged by its worst branch, never by the whole tensor alone."""
     problems = []
     for out, m in metrics.items():
-        bad = m.get("nonfinite_mismatches")
-        if isinstance(bad, float) and bad > 0:  # NaN/inf where fp32 is finite: never rescued by another metric
-            problems.append(f"output {out!r}: {int(bad)} non-finite value(s) where fp32 is finite")
-            continue
-        nan = [k for k, v in m.items() if isinstance(v, float) and v != v or v in ("nan", "inf", "-inf")]
-        if nan:
-            problems.append(f"output {out!r}: {', '.join(nan)} not finite")
+        bad = nonfinite_problems(m)
+        nan = [k for k, v in m.items() if (isinstance(v, float) and v != v) or v == "nan"]
+        if nan and not bad:  # a NaN metric is never rescued by another (arg-max of an all-NaN row is 0)
+            bad = [f"{', '.join(nan)} not finite"]
+        if bad:
+            problems += [f"output {out!r}: {p}" for p in bad]
             continue
         problems += [f"output {out!r}: {miss}" for miss in _judge_one(m, precision, ALTERNATIVES)]
         for label, pm in (m.get("parts") or {}).items():
@@ -84,6 +83,19 @@ def _judge_one(m: Mapping[str, Any], precision: str, alternatives_table) -> list
     if alternatives and not alternative_misses:
         return []
     return misses + alternative_misses
+
+
+def nonfinite_problems(m: Mapping[str, float]) -> list[str]:
+    """NaN/Inf fail verification whatever the other metrics say (they are computed on the finite
+    values only): where the artifact's output is not finite but the reference is (or differs), and
+    where the fp32 reference itself is not finite -- nothing can be verified against it."""
+    out = []
+    if m.get("nonfinite_mismatches"):
+        out.append(f"{int(m['nonfinite_mismatches'])} non-finite (NaN/Inf) value(s) that differ from the fp32 reference")
+    if m.get("reference_nonfinite"):
+        out.append(f"the fp32 reference itself is non-finite ({int(m['reference_nonfinite'])} NaN/Inf value(s)): "
+                   "NaN/Inf weights, or inputs too large for float32")
+    return out
 
 
 def _misses(m: Mapping[str, float], limits: Mapping[str, float]) -> list[str]:

@@ -271,7 +271,7 @@ class Matrix:
             if job_id in current or not isinstance(folder, str) or ".." in Path(folder).parts:
                 continue
             path = self.dist / folder
-            if (path / "manifest.json").is_file():
+            if (path / "manifest.json").is_file() and _foreign(path) is None:
                 shutil.rmtree(path, ignore_errors=True)
                 try:
                     path.parent.rmdir()
@@ -337,7 +337,7 @@ class Matrix:
         dest = self.dist / row.job.folder
         if result.get("status") == "built":
             staged = Path(task.spec["output"])
-            problem = self._check_staged(staged)
+            problem = self._check_staged(staged) or _foreign(dest)
             if problem is None:
                 if self.cache is not None:
                     self.cache.store(row.key, staged, {"model": row.job.model, "target": row.job.target,
@@ -353,8 +353,8 @@ class Matrix:
             result = {"status": "failed", "error": problem}
         row.status = result.get("status") if result.get("status") == "skipped" else "failed"
         row.error = result.get("error") or "failed"
-        if (dest / "manifest.json").is_file():  # out of date now: dist/ keeps only bundles of the current inputs
-            shutil.rmtree(dest, ignore_errors=True)
+        if (dest / "manifest.json").is_file() and _foreign(dest) is None:  # out of date now: dist/ keeps only bundles
+            shutil.rmtree(dest, ignore_errors=True)                        # of the current inputs
 
     @staticmethod
     def _check_staged(staged: Path) -> str | None:
@@ -410,3 +410,16 @@ class Matrix:
         tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
         os.replace(tmp, self.dist / MATRIX_JSON)
         write_html(self.dist / MATRIX_HTML, data)
+
+
+def _foreign(dest: Path) -> str | None:
+    """Why ``dest`` in dist/ must not be replaced or removed: it exists and is not purely a deploykit
+    bundle (a user's files; the same rule as ``build --force``). ``None``: free, or a bundle."""
+    from deploykit.bundle.staging import bundle_problem
+
+    if dest.is_symlink() or (dest.exists() and not dest.is_dir()):
+        return f"{dest} is not a folder deploykit wrote; move it away"
+    if not dest.exists() or not any(dest.iterdir()):
+        return None
+    problem = bundle_problem(dest)
+    return f"{dest} exists and {problem}; move the files away" if problem else None

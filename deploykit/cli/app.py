@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # python -m deploykit.cli.app: an interrupt during the imports exits quietly
+    from deploykit.signals import exit_on_signal
+
+    exit_on_signal()
+
+import sys
+
 import typer
 
 from deploykit import __version__
@@ -50,7 +57,34 @@ def _root(version: bool = typer.Option(False, "--version", callback=_version, is
 
 
 def main() -> None:
-    app()
+    """Run the app; usage errors (unknown option, missing argument, bad value) are one
+    ``error: ...`` line too, and a closed stdout pipe (``| head``) ends the output quietly."""
+    try:  # typer >= 0.20 vendors click
+        from typer._click import exceptions as click_exceptions
+    except ImportError:  # pragma: no cover - older typer on click
+        from click import exceptions as click_exceptions
+
+    try:
+        rv = app(standalone_mode=False)
+    except (typer.Abort, getattr(click_exceptions, "Abort", typer.Abort)):
+        sys.stderr.write("error: interrupted (SIGINT)\n")
+        sys.exit(130)
+    except click_exceptions.ClickException as e:
+        from deploykit.cli.common import one_line
+
+        if type(e).__name__ == "NoArgsIsHelpError":  # bare 'deploykit': the help, as before
+            e.show()
+            sys.exit(e.exit_code)
+        ctx = getattr(e, "ctx", None)
+        where = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+        sys.stderr.write(f"error: {one_line(e.format_message()).rstrip('.')}{where}\n")
+        sys.exit(e.exit_code)
+    except BrokenPipeError:
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(141)
+    sys.exit(rv if isinstance(rv, int) else 0)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from deploykit.cli.common import DebugOption, JsonOption, RichReporter, cli_errors, err_console, print_json
+from deploykit.cli.common import DebugOption, JsonOption, RichReporter, cli_errors, err_console, print_json, printable
 from deploykit.cli.project_cmd import ExecutorOption, JobsOption, KeepGoingOption, ProjectOption, RebuildOption
 
 
@@ -130,7 +130,11 @@ def build_command(
         print_json({"bundle": str(result.out_dir), "manifest": result.manifest,
                     "timings_s": {k: round(v, 3) for k, v in reporter.timings.items()}})
     else:
-        _print_summary(result, verification)
+        try:
+            _print_summary(result, verification)
+        except Exception:  # noqa: BLE001 - the bundle is finished and in place: a display problem must not fail the build
+            err_console.print(f"bundle: {printable(result.out_dir)} (verification {verification.get('status')})",
+                              markup=False, highlight=False)
     quant = result.manifest.get("quantization") or {}
     if strict and (verification.get("status") == "failed" or quant.get("budget_met") is False):
         raise typer.Exit(4)
@@ -141,16 +145,17 @@ def metric_cells(name: str, v: dict) -> list:
     from rich.text import Text
 
     agree = v.get("top1_agreement")
-    agree_text = "" if agree is None else f"{agree:.2%}"
+    agree_text = _fmt(agree, ".2%")
     if agree is None and v.get("topk_agreement") is not None:
-        agree_text = f"{v['topk_agreement']:.2%} top-k"
-    sqnr = v["sqnr_db"]
-    return [Text(name), f"{v['max_abs_error']:.3g}", f"{v['rel_max_abs_error']:.3g}", f"{v['cosine']:.6f}",
-            str(sqnr) if isinstance(sqnr, str) else f"{sqnr:.1f}", agree_text]
+        agree_text = _fmt(v["topk_agreement"], ".2%") + " top-k"
+    return [Text(printable(name)), _fmt(v.get("max_abs_error"), ".3g"), _fmt(v.get("rel_max_abs_error"), ".3g"),
+            _fmt(v.get("cosine"), ".6f"), _fmt(v.get("sqnr_db"), ".1f"), agree_text]
 
 
 def _print_summary(result, verification) -> None:
+    from rich.markup import escape
     from rich.table import Table
+    from rich.text import Text
 
     from deploykit.cli.verdict import samples_text, verdict
 
@@ -168,7 +173,7 @@ def _print_summary(result, verification) -> None:
     c = (result.report or {}).get("compression")
     if c:
         met = "[green]met[/]" if c["budget_met"] else "[red]MISSED[/]"
-        err_console.print(f"compression ({c['spec']}): params {c['params_before']:,} -> {c['params_after']:,}, "
+        err_console.print(f"compression ({escape(str(c['spec']))}): params {c['params_before']:,} -> {c['params_after']:,}, "
                           f"MACs {c['macs_before']:,} -> {c['macs_after']:,}, cosine vs source fp32 {c['cosine_vs_fp32']:.5f} "
                           f"(budget {c['budget']} {met}; the verification below is against the compressed model)")
     q = m.get("quantization")
@@ -189,5 +194,12 @@ def _print_summary(result, verification) -> None:
     status, line = verdict(verification, (result.report or {}).get("quantization") or q)
     style = {"passed": "green", "failed": "red", "budget-missed": "yellow", "skipped": "yellow"}.get(status, "")
     err_console.print(line, style=style, markup=False, highlight=False)
-    err_console.print(f"bundle for [bold]{m['target']}[/] ({m['backend']}, {m['precision']}): ", end="")
-    err_console.print(str(result.out_dir), markup=False, highlight=False)
+    err_console.print(f"bundle for [bold]{escape(printable(m['target']))}[/] ({escape(m['backend'])}, {m['precision']}): ", end="")
+    err_console.print(printable(result.out_dir), markup=False, highlight=False)
+
+
+def _fmt(value, spec: str) -> str:
+    """A metric for the table; non-numbers (``"inf"``, ``None``) as text."""
+    if value is None:
+        return ""
+    return format(value, spec) if isinstance(value, (int, float)) and not isinstance(value, bool) else str(value)

@@ -23,9 +23,12 @@ KEYS = ("target", "precision", "size_raw", "size_zip", "size_huffman", "params",
 
 
 def _report(bundle: Path) -> dict[str, Any]:
-    try:
-        data = json.loads((bundle / "report.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    path = bundle / "report.json"
+    try:  # a plain file of sane size only: a bundle may have been tampered with
+        if path.is_symlink() or not path.is_file() or path.stat().st_size > 64 << 20:
+            return {}
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
         return {}
     return data if isinstance(data, dict) else {}
 
@@ -49,31 +52,23 @@ def _verified(manifest: dict[str, Any]) -> dict[str, Any]:
 
 def _stored_samples(bundle: Path, manifest: dict[str, Any]) -> tuple[list[dict], list[dict]]:
     """The bundle's held-out inputs and their fp32 outputs (``samples/*.npz``)."""
-    from deploykit.bundle.files import read_npz
+    from deploykit.bundle.manifest import read_samples
 
-    samples = manifest.get("samples") or {}
-    paths = [bundle / str(samples.get(k) or "") for k in ("inputs", "expected")]
-    if not all(samples.get(k) for k in ("inputs", "expected")) or not all(p.is_file() for p in paths):
+    if not (manifest.get("samples") or {}):
         raise BundleError(f"bundle {str(bundle)!r} has no stored samples to measure with and no effect report; "
                           "rebuild it with a current 'deploykit build'")
-    try:
-        inputs, expected = read_npz(paths[0]), read_npz(paths[1])
-        n = len(inputs["in_0"])
-        feeds = [{s["name"]: inputs[f"in_{i}"][j] for i, s in enumerate(manifest["inputs"])} for j in range(n)]
-        refs = [{s["name"]: expected[f"out_{i}"][j] for i, s in enumerate(manifest["outputs"])} for j in range(n)]
-    except (KeyError, IndexError, ValueError, OSError) as e:
-        raise BundleError(f"the stored samples of bundle {str(bundle)!r} do not match its manifest ({type(e).__name__}: {e}); "
-                          "rebuild it with 'deploykit build'") from e
-    return feeds, refs
+    return read_samples(bundle, manifest)
 
 
 def _plan(bundle: Path, force_measure: bool) -> tuple[dict, dict | None, tuple | None]:
     """Check one argument before anything runs: (manifest, effect row or None, samples to measure or None)."""
-    from deploykit.bundle.manifest import read_manifest
+    from deploykit.bundle.manifest import open_bundle, read_manifest
 
     manifest = read_manifest(bundle)
     row = _effect_row(_report(bundle))
-    return manifest, row, (_stored_samples(bundle, manifest) if row is None or force_measure else None)
+    if row is None or force_measure:  # the bundle's runner will run: its files must match the manifest
+        return open_bundle(bundle), row, _stored_samples(bundle, manifest)
+    return manifest, row, None
 
 
 def _entry(bundle: Path, plan: tuple, runs: int, threads: int | None) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from deploykit.cli.common import DebugOption, JsonOption, cli_errors, human_count, out_console, print_json
+from deploykit.cli.common import DebugOption, JsonOption, cli_errors, human_count, out_console, print_json, printable
 
 
 @cli_errors
@@ -59,15 +59,18 @@ def inspect_command(
 
 
 def _print(info: dict, dynamic: bool) -> None:
+    from rich.markup import escape
     from rich.table import Table
+    from rich.text import Text
 
-    out_console.print(f"[bold]{info['model']}[/]  opset {info['opset']}  {info['producer']}", markup=True, highlight=False)
+    out_console.print(f"[bold]{escape(printable(info['model']))}[/]  opset {info['opset']}  {escape(printable(info['producer']))}", markup=True,
+                      highlight=False)
     io = Table(title="inputs / outputs", title_justify="left")
     for col in ("", "name", "shape", "dtype"):
         io.add_column(col)
     for kind in ("inputs", "outputs"):
         for s in info[kind]:
-            io.add_row(kind[:-1], s["name"], str(s["shape"]), s["dtype"])
+            io.add_row(kind[:-1], Text(printable(s["name"])), str(s["shape"]), Text(s["dtype"]))
     out_console.print(io)
     st = info["stats"]
     out_console.print(f"params {human_count(st['params'])} ({human_count(st['param_bytes'])}B)  MACs {human_count(st['macs'])}  "
@@ -76,7 +79,7 @@ def _print(info: dict, dynamic: bool) -> None:
     ops.add_column("op")
     ops.add_column("count", justify="right")
     for op, n in sorted(st["ops"].items(), key=lambda kv: -kv[1]):
-        ops.add_row(op, str(n))
+        ops.add_row(Text(printable(op)), str(n))
     out_console.print(ops)
     if "target" in info:
         _print_support(info["target"])
@@ -115,10 +118,11 @@ def _print_support(t: dict) -> None:
     """One row per node (op, output shape, where it runs, status), then the summary."""
     from rich import box
     from rich.table import Table
+    from rich.markup import escape
     from rich.text import Text
 
     default = t.get("runs_on") or t["backend"]
-    sup = Table(title=f"nodes on {t['name']} ({t['backend']}, {t['precision']} by default)", title_justify="left",
+    sup = Table(title=Text(printable(f"nodes on {t['name']} ({t['backend']}, {t['precision']} by default)")), title_justify="left",
                 box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
     for col in ("node", "op", "output shape", "runs on", "status"):
         sup.add_column(col, overflow="fold")
@@ -132,7 +136,8 @@ def _print_support(t: dict) -> None:
         status = s["status"] + (f": {s['reason']}" if s["reason"] and s["status"] != "supported" else "")
         style = {"unsupported": "red", "rewrite": "yellow"}.get(s["status"], "")
         shape = "" if s.get("output_shape") is None else "x".join(map(str, s["output_shape"])) or "scalar"
-        sup.add_row(Text(s["node"] or "(unnamed)"), Text(s["op_type"]), Text(shape), Text(where), Text(status, style=style))
+        sup.add_row(Text(printable(s["node"] or "(unnamed)")), Text(printable(s["op_type"])), Text(shape), Text(printable(where)),
+                    Text(printable(status), style=style))
     out_console.print(sup)
     if t["backend"] == "tflite":
         out_console.print("LiteRT runs each op in XNNPACK or on a built-in kernel depending on the lowered graph and "
@@ -140,6 +145,6 @@ def _print_support(t: dict) -> None:
                           markup=False)
     n = len(t["support"])
     where = ", ".join(f"{k} {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1]) if k != "-")
-    out_console.print(f"{n - t['unsupported']}/{n} nodes supported on {t['name']}"
+    out_console.print(f"{n - t['unsupported']}/{n} nodes supported on {escape(printable(t['name']))}"
                       + (f", [red]{t['unsupported']} unsupported[/]" if t["unsupported"] else "")
-                      + (f" (runs on: {where})" if where else ""), highlight=False)
+                      + (f" (runs on: {escape(printable(where))})" if where else ""), highlight=False)

@@ -52,7 +52,9 @@ def optimize_command(
     if not 0.5 <= budget <= 1.0:
         raise DeployError(f"--budget {budget} is out of range; use a cosine between 0.5 and 1 (e.g. 0.99)")
     out = output or Path.cwd() / f"{Path(model).stem}.compressed.onnx"
-    if out.exists() and (out.is_dir() or not force):
+    if (out.exists() or out.is_symlink()) and (out.is_symlink() or not out.is_file()):
+        raise DeployError(f"output {str(out)!r} exists and is not a regular file; choose another -o")
+    if out.exists() and not force:
         raise DeployError(f"output {str(out)!r} already exists; pass --force to replace it or choose another -o")
     if not out.parent.is_dir():
         raise DeployError(f"the folder of output {str(out)!r} does not exist")

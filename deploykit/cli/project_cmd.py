@@ -7,6 +7,7 @@ stays fast.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Optional
 
@@ -37,7 +38,9 @@ def is_project_build(args: list[str] | None) -> bool:
     """``deploykit build`` with no argument, or with names that are not an existing model file."""
     if not args:
         return True
-    return not (len(args) == 1 and (args[0].endswith(".onnx") or Path(args[0]).is_file()))
+    # anything that exists (a folder, a device, a pipe: the model check says what is wrong with it) or
+    # looks like a path is a model argument
+    return not (len(args) == 1 and (args[0].endswith(".onnx") or os.path.lexists(args[0]) or os.sep in args[0]))
 
 
 def reject_project_options(ctx: typer.Context) -> None:

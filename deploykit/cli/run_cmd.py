@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-from deploykit.cli.common import DebugOption, JsonOption, cli_errors, err_console, out_console, print_json
-from deploykit.errors import BundleError, DeployError
+from deploykit.cli.common import DebugOption, JsonOption, cli_errors, err_console, out_console, print_json, printable
+from deploykit.errors import DeployError, explain
 
 
 def _parse_inputs(items: list[str], names: list[str]) -> dict[str, Path]:
@@ -19,6 +21,8 @@ def _parse_inputs(items: list[str], names: list[str]) -> dict[str, Path]:
         if not splits:
             raise DeployError(f"--input {item!r} must be NAME=FILE.npy with NAME one of {names}")
         i = splits[-1]
+        if item[:i] in feeds:
+            raise DeployError(f"--input {item[:i]!r} is given twice; pass each input once")
         feeds[item[:i]] = Path(item[i + 1:])
     missing = [n for n in names if n not in feeds]
     if missing:
@@ -37,10 +41,95 @@ def _missing_runtime(bundle: Path, e: ImportError) -> DeployError:
 def _load_array(path: Path):
     import numpy as np
 
+    from deploykit.userfiles import regular_file
+
+    regular_file(path, "input array")
     try:
         return np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as e:
-        raise DeployError(f"cannot read input array {str(path)!r}: {str(e).splitlines()[0]}") from e
+    except (OSError, ValueError, EOFError) as e:
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise DeployError(f"cannot read input array {str(path)!r} (a .npy file is expected): {reason}") from e
+
+
+def _check_feed(name: str, x: np.ndarray, spec: dict) -> None:
+    import numpy as np
+
+    shape, dtype = list(spec["shape"]), np.dtype(spec["dtype"])
+    if list(x.shape) != shape and list(x.shape) != shape[1:]:
+        raise DeployError(f"input {name!r} has shape {list(x.shape)}; the bundle expects {shape}")
+    if x.dtype.kind not in "biuf" or (dtype.kind == "f") != (x.dtype.kind == "f"):
+        raise DeployError(f"input {name!r} has dtype {x.dtype}; the bundle expects {dtype}")
+
+
+def safe_member_names(names: list[str]) -> dict[str, str]:
+    """Output name -> the key it is stored under in an .npz (a zip): the name itself when it is a
+    plain file name, else with path separators, control characters and leading dots replaced, so
+    that no tool unpacking the archive writes outside its folder."""
+    keys: dict[str, str] = {}
+    for name in names:
+        key = "".join("_" if ch in "/\\:" or not ch.isprintable() else ch for ch in name).lstrip(".") or "output"
+        base, n = key, 1
+        while key in keys.values():
+            n += 1
+            key = f"{base}_{n}"
+        keys[name] = key
+    return keys
+
+
+def _write_outputs(path: Path, outputs: dict[str, np.ndarray]) -> dict[str, str]:
+    """Write ``outputs`` to ``path`` atomically (a temporary sibling, then a rename)."""
+    import os
+    import tempfile
+
+    from deploykit.bundle.files import write_npz
+
+    parent = path.absolute().parent
+    if not parent.is_dir():
+        raise DeployError(f"cannot write {str(path)!r}: the folder {str(parent)!r} does not exist; create it first")
+    if path.is_dir():
+        raise DeployError(f"--output {str(path)!r} is a folder; name a .npz file")
+    keys = safe_member_names(list(outputs))
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name[:40]}.", suffix=".tmp", dir=parent)
+    os.close(fd)
+    try:
+        write_npz(tmp, {keys[k]: v for k, v in outputs.items()})
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return {k: v for k, v in keys.items() if k != v}
+
+
+def _num(value, fmt: str) -> str:
+    return format(value, fmt) if isinstance(value, (int, float)) else str(value)
+
+
+def _stored_parts(bundle: Path, manifest: dict) -> dict:
+    """Outputs verified per branch at build time (``verification.output_parts``), from the manifest."""
+    from deploykit.errors import BundleError
+    from deploykit.quant.parts import ConcatTail
+
+    stored = (manifest.get("verification") or {}).get("output_parts") or {}
+    try:
+        return {o: ConcatTail.from_json(d) for o, d in stored.items()}
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
+        raise BundleError(f"{bundle}/manifest.json: verification.output_parts is malformed ({type(e).__name__}); "
+                          "rebuild the bundle with 'deploykit build'") from e
+
+
+@contextlib.contextmanager
+def _runtime_errors(bundle: Path, what: str) -> Iterator[None]:
+    """Errors of a bundle whose files match its manifest, while its runner loads or runs: a missing
+    runtime says what to install; anything else is about the inputs or the stored samples."""
+    try:
+        yield
+    except ImportError as e:
+        raise _missing_runtime(bundle, e) from e
+    except Exception as e:  # noqa: BLE001 - one line naming what failed
+        if isinstance(e, DeployError) or explain(e) is not None:
+            raise
+        reason = " ".join(str(e).split())[:300] or type(e).__name__
+        raise DeployError(f"the bundle {what}: {reason}") from e
 
 
 @cli_errors
@@ -55,24 +144,24 @@ def run_command(
     """Run a bundle on this machine with inputs from .npy files."""
     import numpy as np
 
-    from deploykit.bundle.files import write_npz
-    from deploykit.bundle.manifest import read_manifest
+    from deploykit.bundle.manifest import open_bundle
     from deploykit.verification import load_runner_module
 
-    manifest = read_manifest(bundle)
-    names = [s["name"] for s in manifest["inputs"]]
-    paths = _parse_inputs(input, names)
+    if threads is not None and threads < 1:
+        raise DeployError(f"--threads must be >= 1, got {threads}")
+    manifest = open_bundle(bundle)  # never run a modified runner.py
+    specs = {s["name"]: s for s in manifest["inputs"]}
+    paths = _parse_inputs(input, list(specs))
     feeds = {n: _load_array(p) for n, p in paths.items()}
-    try:
+    for name, x in feeds.items():
+        _check_feed(name, x, specs[name])
+    if output is not None and not output.absolute().parent.is_dir():
+        raise DeployError(f"cannot write {str(output)!r}: the folder {str(output.absolute().parent)!r} does not exist; create it first")
+    with _runtime_errors(bundle, "runner could not be loaded"):
         runner = load_runner_module(bundle).Runner(str(bundle), num_threads=threads)
-    except ImportError as e:
-        raise _missing_runtime(bundle, e) from e
-    try:
+    with _runtime_errors(bundle, "rejected the inputs"):
         outputs = runner.run(feeds)
-    except (ValueError, KeyError, TypeError) as e:
-        raise DeployError(f"bad input: {e}") from e
-    if output:
-        write_npz(output, outputs)
+    renamed = _write_outputs(output, outputs) if output else {}
     summary = {name: {"shape": list(y.shape), "dtype": str(y.dtype),
                       "min": float(np.min(y)) if y.size else None, "max": float(np.max(y)) if y.size else None}
                for name, y in outputs.items()}
@@ -80,10 +169,12 @@ def run_command(
         print_json({"runtime": runner.runtime, "outputs": summary})
         return
     for name, s in summary.items():
-        out_console.print(f"{name}: shape={s['shape']} dtype={s['dtype']} min={s['min']:.6g} max={s['max']:.6g}",
-                          markup=False, highlight=False)
+        rng = f"min={s['min']:.6g} max={s['max']:.6g}" if s["min"] is not None else "empty"
+        out_console.print(f"{printable(name)}: shape={s['shape']} dtype={s['dtype']} {rng}", markup=False, highlight=False)
     if output:
-        err_console.print(f"outputs written to {output}", markup=False)
+        for name, key in renamed.items():
+            err_console.print(printable(f"output {name!r} is stored as {key!r} in {output}"), markup=False, highlight=False)
+        err_console.print(printable(f"outputs written to {output}"), markup=False, highlight=False)
 
 
 @cli_errors
@@ -93,28 +184,15 @@ def verify_command(
     debug: bool = DebugOption,
 ) -> None:
     """Re-check a bundle: file checksums, then run its runner on the stored samples."""
-    from deploykit.bundle.files import read_npz
-    from deploykit.bundle.manifest import check_hashes, read_manifest
+    from deploykit.bundle.manifest import open_bundle, read_samples
     from deploykit.verification import run_bundle, verify_outputs
 
-    manifest = read_manifest(bundle)
-    problems = check_hashes(bundle, manifest)
-    if problems:
-        raise BundleError(f"bundle {str(bundle)!r} was modified: " + "; ".join(problems[:10]))
-    inputs = read_npz(Path(bundle) / manifest["samples"]["inputs"])
-    expected = read_npz(Path(bundle) / manifest["samples"]["expected"])
-    n = len(next(iter(inputs.values()))) if inputs else 0
-    feeds = [{s["name"]: inputs[f"in_{i}"][j] for i, s in enumerate(manifest["inputs"])} for j in range(n)]
-    refs = [{s["name"]: expected[f"out_{i}"][j] for i, s in enumerate(manifest["outputs"])} for j in range(n)]
-    try:
+    manifest = open_bundle(bundle)
+    feeds, refs = read_samples(bundle, manifest)
+    parts = _stored_parts(bundle, manifest)
+    with _runtime_errors(bundle, "does not run on its stored samples (rebuild it with 'deploykit build')"):
         outs, runtime = run_bundle(bundle, feeds)
-    except ImportError as e:
-        raise _missing_runtime(bundle, e) from e
-    from deploykit.quant.parts import ConcatTail
-
-    stored_parts = (manifest.get("verification") or {}).get("output_parts") or {}
-    parts = {o: ConcatTail.from_json(d) for o, d in stored_parts.items()}
-    result = verify_outputs(refs, outs, manifest["precision"], runtime, parts=parts)
+        result = verify_outputs(refs, outs, manifest["precision"], runtime, parts=parts)
     result["files_checked"] = len(manifest["files"])
     built = (manifest.get("verification") or {}).get("samples")
     result["build_samples"] = built
@@ -127,9 +205,10 @@ def verify_command(
         for name, m in result["outputs"].items():
             rows = [(name, m)] + [(f"{name} {label}", pm) for label, pm in (m.get("parts") or {}).items()]
             for label, v in rows:
-                sqnr = v["sqnr_db"] if isinstance(v["sqnr_db"], str) else f"{v['sqnr_db']:.1f}"
-                out_console.print(f"{label}: max abs err {v['max_abs_error']:.3g}, cosine {v['cosine']:.6f}, "
-                                  f"SQNR {sqnr} dB", markup=False, highlight=False)
+                out_console.print(f"{printable(label)}: max abs err {_num(v.get('max_abs_error'), '.3g')}, "
+                                  f"cosine {_num(v.get('cosine'), '.6f')}, SQNR {_num(v.get('sqnr_db'), '.1f')} dB",
+                                  markup=False, highlight=False)
+        n = len(feeds)
         if isinstance(built, int) and built != n:
             out_console.print(f"note: this bundle stores {n} of the {built} held-out samples its build verified on "
                               "(an older bundle; a rebuild stores them all), so these figures differ from the build's",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
@@ -10,12 +9,13 @@ from deploykit.errors import BundleError, DeployError
 
 
 def read_manifest(bundle: Path) -> dict:
-    path = bundle / "manifest.json"
-    if not path.is_file():
-        raise BundleError(f"{bundle} is not a deploykit bundle (no manifest.json); build one with 'deploykit build'")
-    if not (bundle / "Dockerfile").is_file():
+    """The validated manifest of an unmodified bundle that carries a Dockerfile."""
+    from deploykit.bundle.manifest import open_bundle
+
+    manifest = open_bundle(bundle)
+    if "Dockerfile" not in manifest["files"]:
         raise BundleError(f"{bundle} has no Dockerfile; rebuild the bundle with this deploykit version")
-    return json.loads(path.read_text(encoding="utf-8"))
+    return manifest
 
 
 def default_tag(manifest: dict) -> str:

@@ -90,11 +90,24 @@ def render_dockerfile(image: ToolchainImage, source: str = "source") -> str:
 
 
 _SOURCE_PARTS = ("pyproject.toml", "README.md", "deploykit", "plugins", "targets")
+CONTEXT_MARKER = ".deploykit-context"
 
 
 def write_context(image: ToolchainImage, context_dir: Path) -> Path:
-    """Write the Dockerfile (and a clean copy of the deploykit source, when running from one)."""
+    """Write the Dockerfile (and a clean copy of the deploykit source, when running from one).
+
+    ``context_dir`` must be new, empty, or a context deploykit wrote before (it holds
+    :data:`CONTEXT_MARKER`): the ``src/`` copy is replaced, and a user's folder is never touched.
+    """
+    from deploykit.errors import DeployError
+
+    if context_dir.is_symlink() or (context_dir.exists() and not context_dir.is_dir()):
+        raise DeployError(f"docker context {str(context_dir)!r} is not a folder; choose another --docker-context")
+    if context_dir.is_dir() and any(context_dir.iterdir()) and not (context_dir / CONTEXT_MARKER).is_file():
+        raise DeployError(f"docker context {str(context_dir)!r} is a folder deploykit did not write (its files would be "
+                          "replaced); choose a new or empty --docker-context")
     context_dir.mkdir(parents=True, exist_ok=True)
+    (context_dir / CONTEXT_MARKER).write_text("written by deploykit build --docker\n", encoding="utf-8")
     root = source_tree()
     src = context_dir / "src"
     if src.exists():
@@ -110,7 +123,7 @@ def write_context(image: ToolchainImage, context_dir: Path) -> Path:
                 shutil.copy2(p, src / part)
     dockerfile = context_dir / "Dockerfile"
     dockerfile.write_text(render_dockerfile(image, "source" if root is not None else "pypi"), encoding="utf-8")
-    (context_dir / ".dockerignore").write_text("**/__pycache__\n**/*.pyc\n", encoding="utf-8")
+    (context_dir / ".dockerignore").write_text(f"**/__pycache__\n**/*.pyc\n{CONTEXT_MARKER}\n", encoding="utf-8")
     return dockerfile
 
 

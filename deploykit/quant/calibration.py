@@ -6,6 +6,7 @@ input with batch 1 removed; ``.npz`` = one such array per input name.
 
 from __future__ import annotations
 
+import tempfile
 import zipfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ import numpy as np
 
 from deploykit.errors import CalibrationError
 from deploykit.ir.info import TensorSpec
+from deploykit.userfiles import regular_file
 
 
 def sample_shape(spec: TensorSpec) -> list[int]:
@@ -58,6 +60,31 @@ def _all_finite(arr: np.ndarray, chunk: int = 64) -> bool:
     return all(bool(np.isfinite(arr[i:i + chunk]).all()) for i in range(0, len(arr), chunk))
 
 
+def temporary_memmap(dtype, shape) -> np.memmap:
+    """A writable memory-mapped array backed by an already unlinked temporary file: memory stays
+    bounded, and nothing is left on disk whatever happens to the process."""
+    tmp = tempfile.NamedTemporaryFile(prefix="deploykit-calib-", suffix=".npy", delete=False)
+    tmp.close()
+    try:
+        return np.lib.format.open_memmap(tmp.name, mode="w+", dtype=dtype, shape=tuple(shape))
+    finally:
+        Path(tmp.name).unlink()
+
+
+def _as_dtype(arr: np.ndarray, target: np.dtype, chunk: int = 64) -> np.ndarray:
+    """``arr`` as ``target``; a memory-mapped file of another dtype is converted sample chunk by
+    chunk into a temporary memory-map instead of a copy in RAM."""
+    if arr.dtype == target and isinstance(arr, np.memmap):
+        return arr  # streamed from disk sample by sample
+    if not isinstance(arr, np.memmap):
+        return np.ascontiguousarray(arr.astype(target, copy=False))
+    out = temporary_memmap(target, arr.shape)
+    with np.errstate(all="ignore"):  # overflow to Inf is caught by the finite check after
+        for i in range(0, len(arr), chunk):
+            out[i:i + chunk] = arr[i:i + chunk]
+    return out
+
+
 def _check_array(name: str, arr: np.ndarray, spec: TensorSpec, source: str, limit: int | None = None) -> np.ndarray:
     want = sample_shape(spec)
     target = np.dtype(spec.dtype)
@@ -75,21 +102,23 @@ def _check_array(name: str, arr: np.ndarray, spec: TensorSpec, source: str, limi
             )
     if limit is not None:
         arr = arr[:limit]
-    if target.kind == "f":
-        if arr.dtype.kind != "f":
-            raise CalibrationError(
-                f"calibration data {source} for input {name!r} has integer dtype {arr.dtype} but the input is "
-                f"{spec.dtype}; convert and normalize it the way your model expects (e.g. x.astype('float32') / 255)"
-            )
-        if not _all_finite(arr):
-            raise CalibrationError(f"calibration data {source} for input {name!r} contains NaN or Inf values")
-    elif arr.dtype.kind not in ("b" if target.kind == "b" else "iu"):
+    if arr.dtype.kind == "c":
+        raise CalibrationError(f"calibration data {source} for input {name!r} has complex dtype {arr.dtype}; the input "
+                               f"is {spec.dtype}: pass real values")
+    if target.kind == "f" and arr.dtype.kind != "f":
+        raise CalibrationError(
+            f"calibration data {source} for input {name!r} has integer dtype {arr.dtype} but the input is "
+            f"{spec.dtype}; convert and normalize it the way your model expects (e.g. x.astype('float32') / 255)"
+        )
+    if target.kind != "f" and arr.dtype.kind not in ("b" if target.kind == "b" else "iu"):
         raise CalibrationError(f"calibration data {source} for input {name!r} has dtype {arr.dtype}; expected {spec.dtype}")
     if len(arr) == 0:
         raise CalibrationError(f"calibration data {source} for input {name!r} holds no samples")
-    if isinstance(arr, np.memmap) and arr.dtype == target:
-        return arr  # streamed from disk sample by sample
-    return np.ascontiguousarray(arr.astype(target, copy=False))
+    arr = _as_dtype(arr, target)
+    if target.kind == "f" and not _all_finite(arr):
+        raise CalibrationError(f"calibration data {source} for input {name!r} contains NaN or Inf values "
+                               f"(as {spec.dtype}); replace them, and scale values into the range the model expects")
+    return arr
 
 
 def load_samples(path: str | Path, inputs: list[TensorSpec], limit: int | None = None, images=None) -> SampleSet:
@@ -104,6 +133,8 @@ def load_samples(path: str | Path, inputs: list[TensorSpec], limit: int | None =
     if not p.exists():
         raise CalibrationError(f"calibration data {str(p)!r} does not exist")
     source = p.name
+    if not p.is_dir():
+        regular_file(p, "calibration data", "pass a .npy or .npz file or a folder of images", error=CalibrationError)
     if p.is_dir():
         from deploykit.quant.images import ImagePreprocess, load_image_folder
 
@@ -122,7 +153,7 @@ def load_samples(path: str | Path, inputs: list[TensorSpec], limit: int | None =
             raw = {inputs[0].name: loaded}
     except CalibrationError:
         raise
-    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError, KeyError) as e:
         raise CalibrationError(f"cannot read calibration data {str(p)!r}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from e
     missing = [s.name for s in inputs if s.name not in raw]
     if missing:

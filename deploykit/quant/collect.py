@@ -122,7 +122,7 @@ def collect_statistics(
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads or min(os.cpu_count() or 1, 8)
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-    so.log_severity_level = 3
+    so.log_severity_level = 4  # failures surface as exceptions (one error line), not as ORT log lines
     so.enable_cpu_mem_arena = False  # every intermediate is an output: an arena would keep them all
     sess = ort.InferenceSession(augmented.SerializeToString(), so, providers=["CPUExecutionProvider"])
     out_names = [o.name for o in sess.get_outputs()]

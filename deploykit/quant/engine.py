@@ -133,7 +133,7 @@ def simulation_session(model: onnx.ModelProto):
     import onnxruntime as ort
 
     so = ort.SessionOptions()
-    so.log_severity_level = 3
+    so.log_severity_level = 4  # failures surface as exceptions (one error line), not as ORT log lines
     so.intra_op_num_threads = min(os.cpu_count() or 1, 8)
     so.enable_cpu_mem_arena = False  # many short-lived sessions: do not let arenas pile up
     so.add_session_config_entry("session.disable_quant_qdq", "1")

@@ -8,7 +8,6 @@ samples are written to a temporary memory-mapped ``.npy`` so memory stays bounde
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,9 +37,25 @@ class ImagePreprocess:
             values = tuple(float(v) for v in text.split(","))
         except ValueError:
             raise CalibrationError(f"{what} {text!r} must be comma-separated numbers, e.g. 0.485,0.456,0.406") from None
+        with np.errstate(over="ignore"):
+            finite = all(np.isfinite(values)) and np.isfinite(np.float32(values)).all()
+        if not finite:
+            raise CalibrationError(f"{what} {text!r} must hold finite numbers")
         if what.endswith("std") and any(v == 0 for v in values):
             raise CalibrationError(f"{what} must not contain 0")
         return values
+
+    def check(self) -> None:
+        """Refuse settings that turn every pixel into NaN/Inf."""
+        with np.errstate(over="ignore"):
+            bad = not np.isfinite(self.scale) or self.scale == 0 or not np.isfinite(np.float32(self.scale))
+        if bad:
+            raise CalibrationError(f"--calib-scale must be a finite non-zero number (pixels are divided by it), got {self.scale}")
+        for what, values in (("--calib-mean", self.mean), ("--calib-std", self.std)):
+            if not all(np.isfinite(values)):
+                raise CalibrationError(f"{what} must hold finite numbers")
+        if any(v == 0 for v in self.std):
+            raise CalibrationError("--calib-std must not contain 0")
 
 
 def _layout_and_size(spec: TensorSpec, layout: str) -> tuple[str, int, int, int]:
@@ -65,7 +80,7 @@ def list_images(folder: Path) -> list[Path]:
 
 def load_image_folder(folder: str | Path, inputs: list[TensorSpec], pre: ImagePreprocess, limit: int | None = None):
     """Return a :class:`~deploykit.quant.calibration.SampleSet` backed by a temporary memory-map."""
-    from deploykit.quant.calibration import SampleSet, sample_shape
+    from deploykit.quant.calibration import SampleSet, sample_shape, temporary_memmap
 
     folder = Path(folder)
     if len(inputs) != 1:
@@ -75,6 +90,7 @@ def load_image_folder(folder: str | Path, inputs: list[TensorSpec], pre: ImagePr
         from PIL import Image
     except ImportError as e:
         raise ToolchainError("image-folder calibration needs Pillow: pip install 'deploykit[images]'") from e
+    pre.check()
     spec = inputs[0]
     layout, channels, height, width = _layout_and_size(spec, pre.layout)
     files = list_images(folder)[:limit] if limit else list_images(folder)
@@ -84,10 +100,7 @@ def load_image_folder(folder: str | Path, inputs: list[TensorSpec], pre: ImagePr
     std = np.asarray(pre.std if len(pre.std) in (1, channels) else None, np.float32)
     if mean.ndim == 0 or std.ndim == 0:
         raise CalibrationError(f"--calib-mean/--calib-std need 1 or {channels} values")
-    tmp = tempfile.NamedTemporaryFile(prefix="deploykit-calib-", suffix=".npy", delete=False)
-    tmp.close()
-    arr = np.lib.format.open_memmap(tmp.name, mode="w+", dtype=np.float32, shape=(len(files), *sample_shape(spec)))
-    Path(tmp.name).unlink()  # the open memmap keeps the data; nothing is left on disk afterwards
+    arr = temporary_memmap(np.float32, (len(files), *sample_shape(spec)))
     for i, f in enumerate(files):
         try:
             with Image.open(f) as img:
@@ -99,7 +112,11 @@ def load_image_folder(folder: str | Path, inputs: list[TensorSpec], pre: ImagePr
             x = x[:, :, None]
         if pre.bgr and channels == 3:
             x = x[:, :, ::-1]
-        x = (x / pre.scale - mean) / std
+        with np.errstate(all="ignore"):
+            x = (x / np.float32(pre.scale) - mean) / std
+        if not np.isfinite(x).all():
+            raise CalibrationError(f"image {f.name!r} becomes NaN/Inf after preprocessing (--calib-scale {pre.scale}, "
+                                   f"--calib-mean, --calib-std); use values that keep pixels finite")
         if layout == "nchw":
             x = x.transpose(2, 0, 1)
         arr[i] = x.reshape(sample_shape(spec))

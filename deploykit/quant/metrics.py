@@ -18,6 +18,7 @@ class RunningComparison:
         self.ref_lo, self.ref_hi, self.ref_absmax = math.inf, -math.inf, 0.0
         self.dot = self.ref_sq = self.out_sq = self.noise = 0.0
         self.nonfinite_mismatch = 0
+        self.ref_nonfinite = 0
         self.size = 0
 
     def add(self, ref: np.ndarray, out: np.ndarray) -> RunningComparison:
@@ -30,6 +31,7 @@ class RunningComparison:
         if not finite.all():
             same = (np.isnan(ref64) & np.isnan(out64)) | (ref64 == out64)
             self.nonfinite_mismatch += int(np.sum(~finite & ~same))
+            self.ref_nonfinite += int(np.sum(~np.isfinite(ref64)))
             ref64, out64 = ref64[finite], out64[finite]
         if ref64.size == 0:
             return self
@@ -65,6 +67,8 @@ class RunningComparison:
                   "sqnr_db": sqnr}
         if self.nonfinite_mismatch:
             result["nonfinite_mismatches"] = float(self.nonfinite_mismatch)
+        if self.ref_nonfinite:
+            result["reference_nonfinite"] = float(self.ref_nonfinite)
         return result
 
 

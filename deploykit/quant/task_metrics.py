@@ -29,6 +29,7 @@ from __future__ import annotations
 import importlib.util
 import math
 import re
+import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,12 +60,15 @@ def load_eval_data(path: str | Path, inputs) -> EvalSet:
     if p.suffix.lower() != ".npz":
         raise CalibrationError(f"--eval-data {str(p)!r}: use a .npz with one array per model input "
                                f"({', '.join(repr(s.name) for s in inputs)}) plus the label arrays")
-    if not p.is_file():
+    if not p.exists():
         raise CalibrationError(f"--eval-data {str(p)!r}: no such file")
+    from deploykit.userfiles import regular_file
+
+    regular_file(p, "--eval-data file", error=CalibrationError)
     try:
         with np.load(p, allow_pickle=False) as z:
             arrays = {k: np.asarray(z[k]) for k in z.files}
-    except (ValueError, OSError) as e:
+    except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile) as e:
         raise CalibrationError(f"--eval-data {str(p)!r} is not a readable .npz without pickled objects: {e}") from e
     missing = [s.name for s in inputs if s.name not in arrays]
     if missing:
@@ -86,6 +90,9 @@ def load_eval_data(path: str | Path, inputs) -> EvalSet:
                 x = x[None]
             if not np.issubdtype(x.dtype, np.number) and x.dtype != np.bool_:
                 raise CalibrationError(f"--eval-data input {s.name!r} has dtype {x.dtype}; use numbers")
+            if x.ndim != len(shape) or any(d >= 0 and d != n for d, n in zip(shape, x.shape)):
+                raise CalibrationError(f"--eval-data input {s.name!r}: sample {i} has shape {list(x.shape)}; the "
+                                       f"model expects {shape} (samples stacked on axis 0)")
             if np.issubdtype(x.dtype, np.floating) and not np.all(np.isfinite(x)):
                 raise CalibrationError(f"--eval-data input {s.name!r} sample {i} has NaN/Inf values")
             feed[s.name] = x.astype(np.dtype(s.dtype), copy=False)

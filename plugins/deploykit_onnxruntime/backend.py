@@ -3,6 +3,7 @@ int8 (QDQ ONNX)."""
 
 from __future__ import annotations
 
+import functools
 import tempfile
 from pathlib import Path
 from typing import ClassVar
@@ -13,6 +14,17 @@ from deploykit.ir.export import save_model
 from deploykit.quant.scheme import COMPUTE_OPS, QuantScheme
 
 MODEL_FILE = "model.onnx"
+
+
+@functools.lru_cache(maxsize=1)
+def _ort_kernels() -> frozenset[tuple[str, str]]:
+    """(domain, op type) of every kernel of the installed ONNX Runtime."""
+    try:
+        from onnxruntime.capi import _pybind_state as C
+
+        return frozenset((k.domain, k.op_name) for k in C.get_all_opkernel_def())
+    except Exception:  # noqa: BLE001 - private API: without it only ONNX schemas count
+        return frozenset()
 
 
 class OnnxRuntimeBackend(Backend):
@@ -42,6 +54,10 @@ class OnnxRuntimeBackend(Backend):
     int8_min_opset = 13  # per-channel QuantizeLinear/DequantizeLinear (axis attribute)
     runner_template = "runner_onnxruntime.py.j2"
     template_package = "deploykit_onnxruntime"
+
+    def knows_op(self, domain: str, op_type: str) -> bool:
+        """ONNX schemas plus the kernels this ONNX Runtime registers (com.microsoft contrib ops)."""
+        return super().knows_op(domain, op_type) or (domain, op_type) in _ort_kernels()
 
     def prepare(self, model, options):
         from deploykit.ir.opset import upgrade_opset

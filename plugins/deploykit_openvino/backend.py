@@ -105,10 +105,11 @@ class OpenVinoBackend(Backend):
         from deploykit_openvino.myriad import MYRIAD_ONNX_RULES
 
         result = []
+        functions = {(f.domain, f.name) for f in model.functions.values()}
         for node in ir.traversal.RecursiveGraphIterator(model.graph):
             op = node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}::{node.op_type}"
             rule = MYRIAD_ONNX_RULES.get(op, OpRule())
-            reason = rule.check(node) if rule.check else None
+            reason = self.unknown_op_reason(node, functions) or (rule.check(node) if rule.check else None)
             if reason:
                 result.append(NodeSupport(node.name or "", op, Support.UNSUPPORTED, reason, device="vpu"))
             else:
@@ -153,6 +154,9 @@ class OpenVinoBackend(Backend):
                 src.write_bytes(ctx.quant.qdq_model.SerializeToString(deterministic=True))
             else:
                 save_model(ctx.model, src)
+            if lowering.xml_safe_names(src):
+                ctx.note("names with control characters are stored escaped in the IR (XML cannot hold them); "
+                         "the runner keeps the model's names")
             model = lowering.convert(src)
             converter = "openvino.convert_model"
             if self.max_opset is not None or self.is_myriad:
@@ -215,6 +219,7 @@ class OpenVinoBackend(Backend):
         from deploykit_openvino.downgrade import downgrade
 
         compress = ctx.options.precision == "fp16"
+        lowering.fold_static_shapes(model)  # shape arithmetic the converter left (e.g. ReduceProd of a Flatten)
         try:
             report["rewrites"] = downgrade(model, self.max_opset or 10, myriad=self.is_myriad)
         except DeployError as e:

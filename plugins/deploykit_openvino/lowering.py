@@ -18,6 +18,35 @@ from deploykit.errors import DeployError
 from deploykit.ir.info import TensorSpec
 
 
+_XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def xml_safe_names(onnx_path: Path) -> int:
+    """Rewrite ``onnx_path`` so no tensor or node name holds a character XML 1.0 cannot store (a
+    terminal escape in a model's name): the IR is XML, and OpenVINO -- this one and 2022.3 -- cannot
+    read such names back. The runner maps ports by position, so nothing else changes. Returns the
+    number of names rewritten (0: the file is untouched)."""
+    import onnx
+
+    model = onnx.load(str(onnx_path))
+    fixed = lambda name: _XML_INVALID.sub(lambda m: f"_x{ord(m.group()):02x}_", name)  # noqa: E731
+    count = 0
+    graphs = [model.graph]
+    while graphs:
+        g = graphs.pop()
+        for item in (*g.input, *g.output, *g.value_info, *g.initializer, *g.node):
+            if _XML_INVALID.search(item.name):
+                item.name, count = fixed(item.name), count + 1
+        for node in g.node:
+            node.input[:] = [fixed(t) for t in node.input]
+            node.output[:] = [fixed(t) for t in node.output]
+            graphs += [a.g for a in node.attribute if a.type == onnx.AttributeProto.GRAPH]
+            graphs += [sg for a in node.attribute if a.type == onnx.AttributeProto.GRAPHS for sg in a.graphs]
+    if count:
+        onnx.save(model, str(onnx_path))
+    return count
+
+
 def convert(onnx_path: Path):
     """``openvino.convert_model`` of an ONNX file (an in-memory ModelProto is rejected by 2026 [facts §3])."""
     import openvino as ov
@@ -55,8 +84,33 @@ def conversion_failure(message: str) -> str:
     failed = failed_ops(message)
     if failed:
         return "; ".join(f"{op}: {why}" for op, why in failed.items())
-    lines = [ln.strip() for ln in message.splitlines() if ln.strip() and not ln.strip().startswith("Check '")]
-    return (lines[-1] if lines else "no detail")[:400]
+    lines = [ln.strip() for ln in message.splitlines() if ln.strip()]
+    useful = [ln for ln in lines if not ln.startswith(("Check '", "Exception from src/", "Traceback"))
+              and not ln.endswith(".cpp:") and "src/frontends/" not in ln]
+    return (useful[-1] if useful else lines[-1] if lines else "no detail")[:400]
+def fold_static_shapes(model) -> int:
+    """Replace every ShapeOf of a static shape by a constant and fold what depends on it.
+
+    ``convert_model`` leaves shape arithmetic in the graph for some ONNX ops (Flatten with
+    axis > 1 becomes ShapeOf -> StridedSlice -> ReduceProd -> Concat -> Reshape); MYRIAD has no
+    ReduceProd and the model never asked for one. Returns the number of ShapeOf layers folded.
+    """
+    import openvino as ov
+    from openvino import passes
+
+    folded = 0
+    for node in model.get_ordered_ops():
+        if node.get_type_name() != "ShapeOf" or not node.get_input_partial_shape(0).is_static:
+            continue
+        dims = [int(d) for d in node.get_input_partial_shape(0).to_shape()]
+        dtype = np.int32 if node.get_output_element_type(0) == ov.Type.i32 else np.int64
+        node.output(0).replace(ov.opset1.constant(np.asarray(dims, dtype=dtype)).output(0))
+        folded += 1
+    if folded:
+        manager = passes.Manager()
+        manager.register_pass(passes.ConstantFolding())
+        manager.run_passes(model)
+    return folded
 
 
 def save(model, xml: Path, compress_to_fp16: bool) -> None:

@@ -250,5 +250,10 @@ def ir_version_for(opset: int) -> int:
 
 def set_ir_version(model: onnx.ModelProto) -> None:
     """Set the IR version of the ONNX release that introduced the model's opset (opset 13 -> IR 7):
-    the lowest that carries it, so older parsers and runtimes (onnxruntime 1.10: IR <= 8) read it."""
-    model.ir_version = ir_version_for(opset_of(model))
+    the lowest that carries it, so older parsers and runtimes (onnxruntime 1.10: IR <= 8) read it.
+    At least IR 4 when an initializer is not also a graph input (IR 3 requires that; opset <= 8
+    models imported by deploykit no longer list them)."""
+    version = ir_version_for(opset_of(model))
+    if version < 4 and {t.name for t in model.graph.initializer} - {i.name for i in model.graph.input}:
+        version = 4
+    model.ir_version = version

@@ -85,14 +85,23 @@ def test_unknown_target_suggests(cli, tmp_path, cnn):
 
 def test_output_exists_without_force(cli, tmp_path, cnn):
     out = tmp_path / "out"
-    out.mkdir()
-    (out / "keep.txt").write_text("x")
+    assert cli("build", cnn, "--target", "host", "-o", out).returncode == 0
     res = cli("build", cnn, "--target", "host", "-o", out)
     assert res.returncode != 0 and res.stderr.startswith("error: ") and "--force" in res.stderr
-    assert (out / "keep.txt").exists()
     res = cli("build", cnn, "--target", "host", "-o", out, "--force")
     assert res.returncode == 0, res.stderr
-    assert not (out / "keep.txt").exists() and (out / "manifest.json").exists()
+    assert (out / "manifest.json").exists()
+
+
+def test_force_never_replaces_a_folder_deploykit_did_not_build(cli, tmp_path, cnn):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("x")
+    for extra in ((), ("--force",)):
+        res = cli("build", cnn, "--target", "host", "-o", out, *extra)
+        assert res.returncode == 2 and res.stderr.startswith("error: ") and "not a deploykit bundle" in res.stderr
+        assert "--force" not in res.stderr  # never suggested for a folder it would refuse
+    assert (out / "keep.txt").read_text() == "x"
 
 
 def test_int8_without_calibration(cli, tmp_path, cnn):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 
 import numpy as np
@@ -280,3 +281,44 @@ def test_random_samples_shapes_and_dtypes():
     assert s.arrays["mask"].dtype == np.bool_
     assert s.feed(0)["image"].shape == (1, 3, 4, 4)
     assert all(a.flags.c_contiguous for a in s.arrays.values())  # generated in memory
+
+
+# --------------------------------------------------------------------------- hostile input
+def test_non_float32_npy_stays_memory_mapped(tmp_path):
+    """float64 data is converted chunk by chunk into a temporary memory-map, not copied into RAM."""
+    data = np.random.default_rng(0).standard_normal((40, 3, 4, 4))
+    np.save(tmp_path / "c.npy", data)
+    arr = load_samples(tmp_path / "c.npy", [TensorSpec("x", [1, 3, 4, 4])]).arrays["x"]
+    assert isinstance(arr, np.memmap) and arr.dtype == np.float32
+    np.testing.assert_allclose(arr, data.astype(np.float32))
+    assert list(tmp_path.iterdir()) == [tmp_path / "c.npy"]
+
+
+def test_overflow_to_inf_in_the_input_dtype(tmp_path):
+    np.save(tmp_path / "c.npy", np.full((4, 3), 1e300))
+    with pytest.raises(CalibrationError, match="NaN or Inf"):
+        load_samples(tmp_path / "c.npy", [TensorSpec("x", [1, 3])])
+
+
+def test_complex_is_called_complex(tmp_path):
+    np.save(tmp_path / "c.npy", np.ones((4, 3), np.complex64))
+    with pytest.raises(CalibrationError, match="complex dtype complex64"):
+        load_samples(tmp_path / "c.npy", [TensorSpec("x", [1, 3])])
+
+
+def test_fifo_is_refused_without_blocking(tmp_path):
+    os.mkfifo(tmp_path / "c.npy")
+    with pytest.raises(CalibrationError, match="named pipe"):
+        load_samples(tmp_path / "c.npy", [TensorSpec("x", [1, 3])])
+
+
+@pytest.mark.parametrize("pre, words", [
+    (dict(scale=0.0), "--calib-scale"), (dict(scale=float("nan")), "--calib-scale"),
+    (dict(scale=1e300), "--calib-scale"), (dict(mean=(float("inf"),)), "--calib-mean"),
+    (dict(std=(0.0,)), "--calib-std"),
+])
+def test_image_preprocessing_checks(pre, words):
+    from deploykit.quant.images import ImagePreprocess
+
+    with pytest.raises(CalibrationError, match=words):
+        ImagePreprocess(**pre).check()

@@ -143,10 +143,17 @@ def test_docker_options_need_docker(cli, work):
 
 
 def _fake_bundle(path, target="rpi4"):
+    """A bundle package accepts: a valid manifest whose files match (package checks both)."""
+    import hashlib
+
     path.mkdir(parents=True)
     (path / "Dockerfile").write_text("FROM python:3.11-slim-bookworm\n")
-    (path / "manifest.json").write_text(json.dumps({"target": target, "precision": "int8",
-                                                    "source_model": {"file": "m.onnx", "sha256": "ab" * 32}}))
+    spec = {"name": "x", "shape": [1, 4], "dtype": "float32"}
+    (path / "manifest.json").write_text(json.dumps({
+        "schema_version": 1, "deploykit_version": "0", "target": target, "backend": "tflite", "precision": "int8",
+        "files": {"Dockerfile": hashlib.sha256((path / "Dockerfile").read_bytes()).hexdigest()},
+        "inputs": [spec], "outputs": [{**spec, "name": "y"}],
+        "source_model": {"file": "m.onnx", "sha256": "ab" * 32}}))
     return path
 
 
@@ -170,7 +177,7 @@ def test_package_without_daemon_or_bundle(cli, tmp_path, fake_docker):
     res = cli("package", bundle, "--docker", env={**env, "FAKE_DOCKER_NO_DAEMON": "1"})
     assert res.returncode == 3 and "Docker daemon is not reachable" in res.stderr
     res = cli("package", tmp_path, "--docker", "--dry-run", env=env)
-    assert res.returncode != 0 and "not a deploykit bundle" in res.stderr
+    assert res.returncode != 0 and "is it a deploykit bundle" in res.stderr
 
 
 def test_doctor_reports_docker_and_per_target_needs(cli, fake_docker):

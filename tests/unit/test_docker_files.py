@@ -134,3 +134,22 @@ def test_coral_bundle_dockerfile_installs_the_edge_tpu_runtime(tmp_path, all_reg
     text = _bundle_dockerfile(profile, all_registry.backends[profile.backend])
     assert "coral-edgetpu-stable" in text
     assert profile.options.get("libedgetpu_package", "libedgetpu1-std") in text
+
+
+def test_docker_context_never_replaces_a_users_folder(tmp_path):
+    """--docker-context pointing at a project: its src/ and Dockerfile are not deploykit's to replace."""
+    from deploykit.docker.toolchain import CONTEXT_MARKER
+    from deploykit.errors import DeployError
+
+    project = tmp_path / "project"
+    (project / "src").mkdir(parents=True)
+    (project / "src" / "main.py").write_text("mine")
+    (project / "Dockerfile").write_text("FROM mine")
+    image = TOOLCHAIN_IMAGES["tflite"]
+    with pytest.raises(DeployError, match="did not write"):
+        write_context(image, project)
+    assert (project / "src" / "main.py").read_text() == "mine" and (project / "Dockerfile").read_text() == "FROM mine"
+    fresh = tmp_path / "ctx"
+    write_context(image, fresh)
+    assert (fresh / CONTEXT_MARKER).is_file()
+    write_context(image, fresh)  # its own context: rewritten

@@ -82,7 +82,7 @@ def _relocate_external_data(path: Path, new_location: str) -> None:
         (["a:1,2", "b:3"], {"a": [1, 2], "b": [3]}),
         (["gpu_0/data_0:1,3,8,8"], {"gpu_0/data_0": [1, 3, 8, 8]}),
         (["ns:in:1,2"], {"ns:in": [1, 2]}),  # the last ':' separates name and dims
-        (["x:1", "x:2"], {"x": [2]}),  # a repeated name: the last one wins
+        (["x:1,2", "x:1,2"], {"x": [1, 2]}),  # repeated with the same dims: harmless (different dims: an error)
     ],
 )
 def test_parse_input_shapes_good(specs, expected):
@@ -415,3 +415,78 @@ def test_spec_dtypes(tmp_path, elem, name):
 def test_tensor_spec_to_json_keeps_extra_only_when_set():
     assert "extra" not in TensorSpec("x", [1]).to_json()
     assert TensorSpec("x", [1], extra={"k": 1}).to_json()["extra"] == {"k": 1}
+
+
+# --------------------------------------------------------------------------- hostile input
+def _relu(x="x", y="y", shape=(1, 4), dtype=TensorProto.FLOAT, opset=17, x_dtype=None):
+    graph = helper.make_graph([helper.make_node("Relu", [x], [y], name="r")], "g",
+                              [helper.make_tensor_value_info(x, x_dtype or dtype, list(shape))],
+                              [helper.make_tensor_value_info(y, dtype, list(shape))])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+
+
+@pytest.mark.parametrize("make, words", [
+    (lambda: _relu(opset=99), "opset 99"),
+    (lambda: _relu(x="a\x00b"), "contains a NUL character"),
+    (lambda: _relu(dtype=TensorProto.STRING), "type string"),
+    (lambda: _relu(shape=(1, 0)), "dimension of 0"),
+    (lambda: _relu(shape=(1, -2)), "dimension of -2"),
+    (lambda: _relu(shape=(1, 3, 50000, 50000)), "GiB per sample"),
+])
+def test_hostile_models_refused_with_reason(tmp_path, make, words):
+    with pytest.raises(ModelError, match=words):
+        load_model(_save(make(), tmp_path / "m.onnx"))
+
+
+def test_non_utf8_name(tmp_path):
+    data = _relu(x="xq").SerializeToString().replace(b"xq", b"x\xff")
+    (tmp_path / "m.onnx").write_bytes(data)
+    with pytest.raises(ModelError, match="not valid UTF-8"):
+        load_model(tmp_path / "m.onnx")
+
+
+def test_no_inputs(tmp_path):
+    const = helper.make_node("Constant", [], ["y"], value=numpy_helper.from_array(np.ones((1, 4), np.float32)))
+    graph = helper.make_graph([const], "g", [], [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])])
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    with pytest.raises(ModelError, match="has no inputs"):
+        load_model(_save(m, tmp_path / "m.onnx"))
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dev-zero"])
+def test_not_a_regular_file(tmp_path, kind):
+    if kind == "fifo":
+        path = tmp_path / "p.onnx"
+        os.mkfifo(path)
+    else:
+        path = Path("/dev/zero")
+    with pytest.raises(ModelError, match="named pipe|character device"):
+        load_model(path)
+
+
+def test_duplicate_node_names_made_unique(tmp_path):
+    nodes = [helper.make_node("Relu", ["x"], ["a"], name="n"), helper.make_node("Relu", ["a"], ["y"], name="n"),
+             helper.make_node("Identity", ["y"], ["z"], name="n_1")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                              [helper.make_tensor_value_info("z", TensorProto.FLOAT, [1, 4])])
+    proto = load_proto(_save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "m.onnx"))
+    names = [n.name for n in proto.graph.node]
+    assert len(set(names)) == 3 and names[0] == "n"
+
+
+def test_nonfinite_weights_found(tmp_path):
+    from deploykit.ir.loader import nonfinite_weights
+
+    w = np.ones((4, 3), np.float32)
+    w[0, 0], w[1, 1], w[2, 2] = np.nan, np.inf, -np.inf
+    assert nonfinite_weights(load_model(_save(_matmul_model(w=w), tmp_path / "m.onnx"))) == ["'W' (1 NaN, 2 Inf)"]
+    assert nonfinite_weights(load_model(_save(_matmul_model(), tmp_path / "ok.onnx"))) == []
+
+
+@pytest.mark.parametrize("specs, words", [
+    (["x:1,99999999999999999999"], "larger than"),
+    (["x:1,2", "x:1,3"], "twice"),
+])
+def test_parse_input_shapes_hostile(specs, words):
+    with pytest.raises(DeployError, match=words):
+        parse_input_shapes(specs)

@@ -296,3 +296,28 @@ def test_verification_fails_non_finite_outputs_whatever_the_other_metrics(precis
     assert result["status"] == "failed" and "non-finite" in result["problems"][0]
     ok, problems = judge({"out": {"cosine": float("nan"), "top1_agreement": 1.0}}, precision)
     assert not ok and "not finite" in problems[0]
+# --------------------------------------------------------------------------- non-finite values fail verification
+def test_nonfinite_mismatch_fails_verification():
+    from deploykit.verification import verify_outputs
+
+    ref = [{"y": np.array([[1.0, 2.0, 3.0]], np.float32)}]
+    out = [{"y": np.array([[1.0, np.nan, 3.0]], np.float32)}]
+    result = verify_outputs(ref, out, "fp32", "test")
+    assert result["status"] == "failed" and "non-finite" in result["problems"][0]
+
+
+def test_nonfinite_reference_is_reported_as_such():
+    from deploykit.verification import verify_outputs
+
+    ref = [{"y": np.full((1, 3), np.nan, np.float32)}]
+    result = verify_outputs(ref, [{"y": np.full((1, 3), np.nan, np.float32)}], "int8", "test")
+    assert result["status"] == "failed"
+    assert any("fp32 reference itself is non-finite (3 NaN/Inf" in p for p in result["problems"])
+    assert result["outputs"]["y"]["reference_nonfinite"] == 3.0
+
+
+def test_finite_outputs_still_pass():
+    from deploykit.verification import verify_outputs
+
+    ref = [{"y": np.array([[1.0, 2.0, 3.0]], np.float32)}]
+    assert verify_outputs(ref, ref, "fp32", "test")["status"] == "passed"

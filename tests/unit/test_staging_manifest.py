@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -27,6 +28,14 @@ def _listing(folder):
 
 class Boom(Exception):
     pass
+
+
+def _old_bundle(out, content="old"):
+    """A minimal finished bundle at ``out`` (what --force may replace)."""
+    out.mkdir()
+    (out / "old.txt").write_text(content)
+    manifest = {"schema_version": SCHEMA_VERSION, "deploykit_version": "0", "files": {"old.txt": sha256_file(out / "old.txt")}}
+    (out / MANIFEST).write_text(json.dumps(manifest))
 
 
 # --------------------------------------------------------------------------- StagedOutput
@@ -87,20 +96,18 @@ def test_relative_output_path(tmp_path, monkeypatch):
 
 def test_existing_output_without_force_is_refused_before_any_work(tmp_path):
     out = tmp_path / "bundle"
-    out.mkdir()
-    (out / "old.txt").write_text("old")
+    _old_bundle(out)
     entered = False
     with pytest.raises(BundleError, match="already exists; pass --force"):
         with StagedOutput(out):
             entered = True
     assert not entered
-    assert _listing(tmp_path) == ["bundle", "bundle/old.txt"]
+    assert _listing(tmp_path) == ["bundle", "bundle/manifest.json", "bundle/old.txt"]
 
 
 def test_force_replaces_existing_output(tmp_path):
     out = tmp_path / "bundle"
-    out.mkdir()
-    (out / "old.txt").write_text("old")
+    _old_bundle(out)
     with StagedOutput(out, force=True) as stage:
         (stage.path / "new.txt").write_text("new")
         assert (out / "old.txt").exists()  # the old bundle stays until the new one is complete
@@ -109,13 +116,12 @@ def test_force_replaces_existing_output(tmp_path):
 
 def test_force_with_failure_keeps_the_old_output(tmp_path):
     out = tmp_path / "bundle"
-    out.mkdir()
-    (out / "old.txt").write_text("old")
+    _old_bundle(out)
     with pytest.raises(Boom):
         with StagedOutput(out, force=True) as stage:
             (stage.path / "new.txt").write_text("new")
             raise Boom
-    assert _listing(tmp_path) == ["bundle", "bundle/old.txt"]
+    assert _listing(tmp_path) == ["bundle", "bundle/manifest.json", "bundle/old.txt"]
 
 
 def test_force_on_a_file_is_refused(tmp_path):
@@ -131,8 +137,8 @@ def test_force_on_a_file_is_refused(tmp_path):
 
 def test_output_created_meanwhile_without_force_is_refused_at_the_end(tmp_path):
     out = tmp_path / "bundle"
-    with pytest.raises(BundleError, match="already exists"):
-        with StagedOutput(out) as stage:
+    with pytest.raises(BundleError, match="exists and it is not a deploykit bundle"):
+        with StagedOutput(out, force=True) as stage:
             (stage.path / "f").write_text("new")
             out.mkdir()
             (out / "theirs").write_text("theirs")
@@ -141,8 +147,7 @@ def test_output_created_meanwhile_without_force_is_refused_at_the_end(tmp_path):
 
 def test_force_keeps_the_old_output_when_the_final_rename_fails(tmp_path, monkeypatch):
     out = tmp_path / "bundle"
-    out.mkdir()
-    (out / "old.txt").write_text("old")
+    _old_bundle(out)
     real_rename = os.rename
 
     def flaky_rename(src, dst):
@@ -151,10 +156,10 @@ def test_force_keeps_the_old_output_when_the_final_rename_fails(tmp_path, monkey
         return real_rename(src, dst)
 
     monkeypatch.setattr(staging.os, "rename", flaky_rename)
-    with pytest.raises(OSError):
+    with pytest.raises(BundleError, match="No space left on device"):
         with StagedOutput(out, force=True) as stage:
             (stage.path / "new.txt").write_text("new")
-    assert _listing(tmp_path) == ["bundle", "bundle/old.txt"]
+    assert _listing(tmp_path) == ["bundle", "bundle/manifest.json", "bundle/old.txt"]
 
 
 def test_bundle_error_is_a_deploy_error():
@@ -269,7 +274,7 @@ def test_check_hashes_same_size_change(tmp_path):
 def test_check_hashes_listed_folder_is_missing(tmp_path):
     folder = _bundle(tmp_path)
     manifest = {"files": {**hash_files(folder), "samples": "0" * 64}}
-    assert check_hashes(folder, manifest) == ["samples: missing"]
+    assert check_hashes(folder, manifest) == ["samples: not a regular file inside the bundle"]
 
 
 # --------------------------------------------------------------------------- manifest
@@ -327,3 +332,178 @@ def test_manifest_folder_is_a_manifest_path(tmp_path):
     (tmp_path / MANIFEST).mkdir()
     with pytest.raises(BundleError, match="has no manifest.json"):
         read_manifest(tmp_path)
+
+
+# --------------------------------------------------------------------------- output-folder rules (hostile input)
+def test_refuses_the_working_folder_its_parents_home_and_root(tmp_path, monkeypatch):
+    work = tmp_path / "project" / "sub"
+    work.mkdir(parents=True)
+    monkeypatch.chdir(work)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    (tmp_path / "home").mkdir()
+    for out in (".", "..", "", str(tmp_path), str(tmp_path / "home"), "/"):
+        with pytest.raises(BundleError, match="working folder|home folder|root"):
+            check_output_dir(Path(out), force=True)
+
+
+def test_refuses_a_folder_holding_an_input(tmp_path):
+    model = tmp_path / "models" / "m.onnx"
+    model.parent.mkdir()
+    model.write_bytes(b"x")
+    with pytest.raises(BundleError, match="an input of this build"):
+        check_output_dir(tmp_path / "models", force=True, protect=[model])
+
+
+def test_refuses_symlinks(tmp_path):
+    real = tmp_path / "real"
+    _old_bundle(real)
+    (tmp_path / "link").symlink_to(real)
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    for name in ("link", "dangling"):
+        with pytest.raises(BundleError, match="symbolic link"):
+            check_output_dir(tmp_path / name, force=True)
+
+
+def test_name_length_and_staging_stem(tmp_path):
+    with pytest.raises(BundleError, match="is too long"):
+        check_output_dir(tmp_path / ("n" * 256), force=False)
+    long_name = "é" * 127  # 254 bytes: allowed, and the staging folder name must still fit
+    stem = staging.staging_stem(long_name)
+    assert len(os.fsencode(f".{stem}.{os.getpid()}.abcdefgh.partial")) <= 255 and stem != long_name
+    assert staging.staging_stem("short") == "short"
+    out = tmp_path / long_name
+    with StagedOutput(out) as stage:
+        (stage.path / "f").write_text("x")
+    assert (out / "f").exists()
+
+
+def test_empty_existing_folder_is_used_without_force(tmp_path):
+    out = tmp_path / "empty"
+    out.mkdir()
+    with StagedOutput(out) as stage:
+        (stage.path / "f").write_text("x")
+    assert _listing(tmp_path) == ["empty", "empty/f"]
+
+
+def test_bundle_problem(tmp_path):
+    b = tmp_path / "b"
+    _old_bundle(b)
+    assert staging.bundle_problem(b) is None
+    (b / "__pycache__").mkdir()
+    (b / "__pycache__" / "runner.pyc").write_bytes(b"pyc")
+    assert staging.bundle_problem(b) is None  # made by running the bundle
+    (b / "mine.txt").write_text("x")
+    assert "mine.txt" in staging.bundle_problem(b)
+    (b / "manifest.json").write_text("[]")
+    assert "not a deploykit manifest" in staging.bundle_problem(b)
+
+
+def _dead_pid():
+    import subprocess
+    import sys
+
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    return p.pid
+
+
+def test_stale_partials_of_dead_builds_are_removed_live_ones_kept(tmp_path):
+    dead = tmp_path / f".out.{_dead_pid()}.abcdefgh.partial"
+    (dead / "half").mkdir(parents=True)
+    user = tmp_path / ".notes.partial"  # not ours by name
+    user.mkdir()
+    with StagedOutput(tmp_path / "other") as stage:
+        live = stage.path
+        assert not dead.exists() and user.exists()
+        staging.remove_stale(tmp_path)  # another build sweeping while this one runs
+        assert live.exists()
+
+
+def test_stale_old_folder_of_a_dead_build_is_restored(tmp_path):
+    """A build killed between moving the previous bundle aside and renaming the new one in place:
+    the previous bundle comes back."""
+    old = tmp_path / f".out.{_dead_pid()}.abcdefgh.old"
+    _old_bundle(old)
+    staging.remove_stale(tmp_path)
+    assert (tmp_path / "out" / "old.txt").exists() and not old.exists()
+
+
+# --------------------------------------------------------------------------- manifest validation, paths, open_bundle
+def _valid_manifest(**changes):
+    m = {"schema_version": SCHEMA_VERSION, "deploykit_version": "0", "target": "host", "backend": "onnxruntime",
+         "precision": "fp32", "files": {"runner.py": "a" * 64}, "artifacts": ["runner.py"],
+         "inputs": [{"name": "x", "shape": [1, 4], "dtype": "float32"}],
+         "outputs": [{"name": "y", "shape": [1, 4], "dtype": "float32"}],
+         "samples": {"inputs": "samples/inputs.npz", "expected": "samples/expected.npz"}}
+    m.update(changes)
+    return m
+
+
+@pytest.mark.parametrize("changes, words", [
+    ({"files": {"../x": "a" * 64}}, "'..' parts"),
+    ({"files": {"/etc/hostname": "a" * 64}}, "absolute"),
+    ({"files": {"a\\b": "a" * 64}}, "backslash"),
+    ({"files": {"a\x00b": "a" * 64}}, "NUL"),
+    ({"files": {"runner.py": "xyz"}}, "64 hex"),
+    ({"files": ["runner.py"]}, "'files' must be an object"),
+    ({"inputs": "x"}, "'inputs' must be a non-empty list"),
+    ({"inputs": [{"name": "x", "shape": ["a"], "dtype": "float32"}]}, "shape"),
+    ({"inputs": [{"name": "x", "shape": [1], "dtype": "object"}]}, "dtype"),
+    ({"outputs": [{"name": 5, "shape": [1], "dtype": "float32"}]}, "string 'name'"),
+    ({"samples": {"inputs": "../x.npz", "expected": "e.npz"}}, "'samples'"),
+    ({"precision": None}, "'precision'"),
+    ({"verification": [1]}, "'verification' must be an object"),
+    ({"artifacts": ["nope.bin"]}, "'artifacts'"),
+])
+def test_validate_manifest_refuses(tmp_path, changes, words):
+    (tmp_path / MANIFEST).write_text(json.dumps(_valid_manifest(**changes)))
+    with pytest.raises(BundleError, match=words.replace("(", r"\(")):
+        read_manifest(tmp_path)
+
+
+def test_read_manifest_deep_nesting_and_symlink(tmp_path):
+    (tmp_path / MANIFEST).write_text("[" * 100000 + "]" * 100000)
+    with pytest.raises(BundleError, match="not valid JSON"):
+        read_manifest(tmp_path)
+    (tmp_path / MANIFEST).unlink()
+    (tmp_path / MANIFEST).symlink_to("/dev/zero")
+    with pytest.raises(BundleError, match="has no manifest.json"):
+        read_manifest(tmp_path)
+
+
+def test_check_hashes_only_plain_files_inside(tmp_path):
+    folder = _bundle(tmp_path)
+    outside = tmp_path / "outside.txt"
+    outside.write_text("secret")
+    files = hash_files(folder)
+    (folder / "runner.py").unlink()
+    (folder / "runner.py").symlink_to(outside)
+    files["runner.py"] = sha256_file(outside)
+    files["../outside.txt"] = sha256_file(outside)
+    os.mkfifo(folder / "pipe")
+    problems = check_hashes(folder, {"files": files})
+    assert "'../outside.txt': listed name is not a plain relative path (empty, '.' or '..' parts)" in problems
+    assert "runner.py: a symbolic link, not a file of the bundle" in problems
+    assert "pipe: not listed in the manifest (special)" in problems
+
+
+def test_open_bundle_and_read_samples(tmp_path):
+    from deploykit.bundle.manifest import open_bundle, read_samples
+
+    folder = tmp_path / "b"
+    (folder / "samples").mkdir(parents=True)
+    write_npz(folder / "samples" / "inputs.npz", {"in_0": np.zeros((2, 1, 4), np.float32)})
+    write_npz(folder / "samples" / "expected.npz", {"out_0": np.ones((2, 1, 4), np.float32)})
+    (folder / "runner.py").write_text("x")
+    m = _valid_manifest(files=hash_files(folder))
+    (folder / MANIFEST).write_text(json.dumps(m))
+    manifest = open_bundle(folder)
+    feeds, refs = read_samples(folder, manifest)
+    assert len(feeds) == 2 and feeds[0]["x"].shape == (1, 4) and refs[1]["y"].sum() == 4
+    (folder / "runner.py").write_text("changed")
+    with pytest.raises(BundleError, match="was modified since it was built: runner.py: sha256 mismatch"):
+        open_bundle(folder)
+    with open(folder / "samples" / "inputs.npz", "wb") as f:
+        np.savez(f, in_0=np.array([{}], dtype=object))
+    with pytest.raises(BundleError, match="cannot be read"):
+        read_samples(folder, manifest)

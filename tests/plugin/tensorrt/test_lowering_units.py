@@ -276,3 +276,17 @@ def test_qdq_placement_keeps_initializers_read_inside_if_bodies():
     placed, _ = qdq.place_for_tensorrt(model, {})
     assert "wv" in {t.name for t in placed.graph.initializer}
     onnx.checker.check_model(placed, full_check=True)
+def test_ir_version_stays_4_when_initializers_are_not_inputs():
+    """opset 7 maps to IR 3, which needs every initializer listed as a graph input; deploykit's
+    import drops those, so the saved model must say IR 4 (or the checker refuses it)."""
+    w = numpy_helper.from_array(np.ones((2, 3, 1, 1), np.float32), "conv_w")
+    graph = helper.make_graph([helper.make_node("Conv", ["x", "conv_w"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 4, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 4, 4])], [w])
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 7)])
+    opset.set_ir_version(m)
+    assert m.ir_version == 4
+    onnx.checker.check_model(m)
+    m.graph.input.append(helper.make_tensor_value_info("conv_w", TensorProto.FLOAT, [2, 3, 1, 1]))
+    opset.set_ir_version(m)
+    assert m.ir_version == 3

@@ -19,7 +19,10 @@ KEY_A, KEY_B = "a" * 64, "b" * 64
 def fake_bundle(folder, payload: bytes = b"model"):
     folder.mkdir(parents=True)
     (folder / "model.onnx").write_bytes(payload)
-    write_json(folder / "manifest.json", {"schema_version": 1, "files": hash_files(folder)})
+    spec = {"name": "x", "shape": [1, 4], "dtype": "float32"}  # a manifest that passes read_manifest's validation
+    write_json(folder / "manifest.json", {"schema_version": 1, "deploykit_version": "0", "target": "host",
+                                          "backend": "onnxruntime", "precision": "fp32", "files": hash_files(folder),
+                                          "inputs": [spec], "outputs": [{**spec, "name": "y"}]})
     return folder
 
 
