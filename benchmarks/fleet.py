@@ -123,7 +123,7 @@ def main() -> int:
             "# Fleet matrix benchmark (issue 20)", "",
             f"Machine: {cpu_model()}, {os.cpu_count()} cores, {memory_gb()} GB, CPU flags {' '.join(flags) or 'none of avx2/avx_vnni/avx512_vnni'}, "
             f"Python {sys.version.split()[0]}; shared with other work, so compare ratios within this run.", "",
-            "`python benchmarks/fleet.py`: `examples/fleet` (classifier, encoder, squeezenet x host, rpi5, intel-cpu, "
+            "`python benchmarks/fleet.py`: `examples/fleet` (classifier, encoder, shufflenet x host, rpi5, intel-cpu, "
             "jetson-orin-nano x fp16, int8 = 24 bundles), latency measurement off, a fresh cache and dist/ per row.", "",
             "| executor | wall | speed-up vs -j 1 | bundles built | peak RSS of all build processes | result |",
             "|---|---|---|---|---|---|",

@@ -75,8 +75,12 @@ def _check_external_data(proto: onnx.ModelProto, base_dir: Path) -> None:
             )
 
 
-def load_proto(path: str | os.PathLike) -> onnx.ModelProto:
-    """Read and check an ONNX file. Raises :class:`ModelError` with a one-line reason."""
+def load_proto(path: str | os.PathLike, *, buildable: bool = True) -> onnx.ModelProto:
+    """Read and check an ONNX file. Raises :class:`ModelError` with a one-line reason.
+
+    :param buildable: also refuse what no build can feed or compare: no inputs, string / sequence /
+        map / complex / float8 inputs or outputs (``False`` for IR round trips of any valid model).
+    """
     p = regular_file(path, "model file", "pass the path of an .onnx file", error=ModelError)
     try:
         proto = onnx.load(str(p), load_external_data=False)
@@ -107,7 +111,8 @@ def load_proto(path: str | os.PathLike) -> onnx.ModelProto:
         raise
     except Exception as e:  # noqa: BLE001 - ValidationError, and the checker's other failures on odd files
         raise ModelError(f"{str(p)!r} fails the ONNX checker: {_first_line(e) or 'invalid model'}") from e
-    _check_io(proto, p)
+    if buildable:
+        _check_io(proto, p)
     _unique_node_names(proto.graph)
     _densify_sparse_initializers(proto, p)
     return proto
@@ -303,7 +308,7 @@ def _dynamic_dims(proto: onnx.ModelProto) -> list[str]:
     return problems
 
 
-def _check_dims(proto: onnx.ModelProto) -> None:
+def _check_dims(proto: onnx.ModelProto, allow_empty: bool = False) -> None:
     """0 and negative dims other than -1 are not dynamic: they are wrong (or an empty input nothing
     can run on); -1 is how some exporters (Paddle) write a dynamic dim, and is treated as one. A
     sample too large for memory is refused before anything allocates it."""
@@ -312,7 +317,7 @@ def _check_dims(proto: onnx.ModelProto) -> None:
             continue
         dims = vi.type.tensor_type.shape.dim
         fixed = [d.dim_value for d in dims if d.HasField("dim_value")]
-        bad = [v for v in fixed if v <= 0 and v != -1]
+        bad = [v for v in fixed if (v < 0 if allow_empty else v <= 0) and v != -1]
         fixed = [v for v in fixed if v != -1]
         if bad:
             shape = [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in dims]
@@ -359,19 +364,22 @@ def load_model(
     input_shapes: Mapping[str, Sequence[int]] | None = None,
     *,
     require_static: bool = True,
+    buildable: bool = True,
 ) -> ir.Model:
     """Load, check, pin shapes, infer shapes, and return an :class:`onnx_ir.Model`.
 
     :param path: the .onnx file; external data must live inside its folder.
     :param input_shapes: ``{input name: dims}`` pinning dynamic dims (``--input-shape``).
     :param require_static: raise if any input dim is still dynamic after pinning.
+    :param buildable: refuse inputs/outputs no build can use and inputs with a 0 dim (see
+        :func:`load_proto`); ``False`` for IR round trips of any valid model.
     """
-    proto = load_proto(path)
+    proto = load_proto(path, buildable=buildable)
     _drop_initializer_inputs(proto)
     _pin_shapes(proto, input_shapes or {})
     if input_shapes:
         _forget_dynamic_shapes(proto)
-    _check_dims(proto)
+    _check_dims(proto, allow_empty=not buildable)
     if require_static:
         dyn = _dynamic_dims(proto)
         if dyn:

@@ -4,7 +4,8 @@
 
 - classifier: the repository's small mobile-style CNN (tests/modelzoo.py: Conv-BN-HardSwish, depthwise, residual)
 - encoder:    the repository's small transformer block (two inputs: token ids and features)
-- squeezenet: light_squeezenet from the onnx wheel's backend test data (1.2 M parameters, 224x224)
+- shufflenet: light_shufflenet from the onnx wheel's backend test data (224x224; its weights are generated
+              in the graph, with ConstantOfShape)
 """
 
 from __future__ import annotations
@@ -36,9 +37,9 @@ def main() -> None:
     modelzoo.small_transformer(models / "encoder.onnx")
     np.savez(data / "encoder_calib.npz", tokens=rng.integers(0, 32, (32, 8)).astype(np.int64),
              features=rng.normal(0, 1, (32, 8, 16)).astype(np.float32))
-    squeezenet = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light" / "light_squeezenet.onnx"
-    shutil.copyfile(squeezenet, models / "squeezenet.onnx")
-    np.save(data / "squeezenet_calib.npy", rng.uniform(0, 1, (16, 3, 224, 224)).astype(np.float32))
+    shufflenet = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light" / "light_shufflenet.onnx"
+    shutil.copyfile(shufflenet, models / "shufflenet.onnx")
+    np.save(data / "shufflenet_calib.npy", rng.uniform(0, 1, (16, 3, 224, 224)).astype(np.float32))
     print(f"wrote {len(list(models.glob('*.onnx')))} models to {models} and their calibration data to {data}")
 
 

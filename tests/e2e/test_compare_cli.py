@@ -65,6 +65,14 @@ def test_compare_table(bundles):
         assert text in res.stdout, text
 
 
+def _relist_files(bundle):
+    from deploykit.bundle.manifest import hash_files
+
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest["files"] = {k: v for k, v in hash_files(bundle).items() if k != "manifest.json"}
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+
+
 def test_compare_reads_effect_rows_from_the_report(bundles, tmp_path):
     from deploykit.effect import Variant, measure_variants, write_report
 
@@ -83,6 +91,10 @@ def test_compare_reads_effect_rows_from_the_report(bundles, tmp_path):
     assert from_report["latency_ms_p50"] == rows[1]["latency_ms_p50"]
     assert from_report["agreement_vs"].startswith("fp32 source") and measured["agreement_vs"].startswith("fp32 source")
     res = cli("compare", copy, "--measure", "--json", "--runs", "3")
+    assert res.returncode != 0 and "modified" in res.stderr  # the report was written after the build: refused
+    _relist_files(copy)  # as a build that wrote the report would have listed it
+    res = cli("compare", copy, "--measure", "--json", "--runs", "3")
+    assert res.returncode == 0, res.stderr
     remeasured = json.loads(res.stdout)["bundles"][0]
     assert remeasured["source"] == "measured"
     assert remeasured["cosine"] == rows[1]["cosine"]  # agreement with the source stays the report's

@@ -1,8 +1,4 @@
-"""The generated ``runner.py`` command line with hostile arguments: one line, no traceback.
-
-The runner templates belong to the issue-18 work; until it lands these cases may fail, so they are
-marked ``xfail(strict=False)``: they report the state without blocking the suite.
-"""
+"""The generated ``runner.py`` command line with hostile arguments: one line, no traceback."""
 
 from __future__ import annotations
 
@@ -15,7 +11,6 @@ import pytest
 
 import hostile_models as hm
 
-RUNNER_XFAIL = pytest.mark.xfail(strict=False, reason="runner CLI errors: issue 18")
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +40,6 @@ def _one_line(res):
     assert lines and "error" in lines[-1].lower(), res.stderr
 
 
-@RUNNER_XFAIL
 @pytest.mark.parametrize("args", [
     ["--input", "image=wrong.npy"],
     ["--input", "image=x.npy", "--input", "extra=x.npy"],
@@ -56,7 +50,6 @@ def test_runner_cli_bad_arguments(bundle, args):
     _one_line(_runner(sys.executable, bundle, *args))
 
 
-@RUNNER_XFAIL
 def test_runner_without_its_runtime(bundle):
     """A python with numpy but no onnxruntime: one line naming what to install."""
     python = shutil.which("python3")
