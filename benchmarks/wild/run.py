@@ -1,6 +1,7 @@
 """Wild-model benchmark (issue 19): every corpus model x target x precision through ``deploykit build``.
 
     python benchmarks/wild/run.py [--only nudenet,magika] [--builds host:fp32,rpi4:int8] [--calib 32] [--held 12]
+    python benchmarks/wild/run.py --resume      # a full run that was stopped: finished cells are kept
 
 Each build runs ``deploykit build ... --json`` in its own process (a crash or a signal is a result,
 never the end of the run) and is classified:
@@ -19,7 +20,10 @@ share; TFLite: XNNPACK partitions and undelegated ops). For rpi4 the int8 and fp
 same model are timed in one child process, alternating, on this machine's LiteRT (XNNPACK) with
 the profile's threads: the ratio int8/fp32 is what the goal "int8 <= fp32" is checked on.
 
-Results: ``benchmarks/results/wild.json`` and ``wild.md`` (header: machine and CPU class).
+Results: ``benchmarks/results/wild.json`` and ``wild.md`` (header: machine and CPU class). Every
+finished cell is also appended to a journal in the work folder; ``--resume`` continues a stopped run
+from it (cells already measured are not built again, the rpi4 latency pair is re-timed only when one
+of its two cells was rebuilt).
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ from hostinfo import cpu_model, memory_gb  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 WORK = corpus.CACHE / "runs"
+JOURNAL = WORK / "journal.jsonl"
 BUILDS = ("host:fp32", "host:int8", "rpi4:fp32", "rpi4:fp16", "rpi4:int8", "coral-usb:int8",
           "jetson-orin-nano:int8", "jetson-nano:fp16", "ncs2:fp16", "intel-cpu:int8")
 DEPLOYKIT = [sys.executable, "-c", "from deploykit.cli.app import main; main()"]
@@ -257,7 +262,7 @@ def write_report(rows: list[dict], meta: dict) -> None:
     lines = [
         "# Wild models: build matrix (issue 19)", "",
         f"Machine: {meta['cpu']} ({meta['cpu_class']}), {meta['memory_gb']} GB, Python {meta['python']}; "
-        f"`python benchmarks/wild/run.py` ({meta['seconds']:.0f} s). Calibration: {meta['calib']} generated samples "
+        f"`python benchmarks/wild/run.py` ({sum(r.get('seconds', 0) for r in rows):.0f} s of builds). Calibration: {meta['calib']} generated samples "
         f"(seed 1); accuracy on {meta['held']} held-out samples (seed 2) through the bundle's own runner vs the fp32 "
         "model in ONNX Runtime; latency ratios measured in one process on this machine.", "",
         *([f"Run cut short: {meta['models_done']} of {meta['models_total']} models done (conv nets first).", ""]
@@ -286,6 +291,29 @@ def write_report(rows: list[dict], meta: dict) -> None:
     (RESULTS / "wild.md").write_text("\n".join(lines) + "\n")
 
 
+def _append_journal(row: dict) -> None:
+    with open(JOURNAL, "a") as f:
+        f.write(json.dumps(row) + "\n")
+
+
+def _journal(args) -> dict:
+    """Cells of the stopped run's journal (the last line of a cell wins), if it measured the same way."""
+    try:
+        head, *lines = JOURNAL.read_text().splitlines()
+    except (OSError, ValueError):
+        return {}
+    if json.loads(head) != {"calib": args.calib, "held": args.held}:
+        sys.exit(f"error: the journal was written with {head}; resume with those --calib/--held or start afresh")
+    cells = {}
+    for ln in lines:
+        try:
+            r = json.loads(ln)
+        except ValueError:  # a line cut by the stop
+            continue
+        cells[(r["model"], r["target"], r["precision"])] = r
+    return cells
+
+
 def _meta(args, t0: float) -> dict:
     return {"cpu": cpu_model(), "cpu_class": _cpu_class(), "memory_gb": memory_gb(), "python": platform.python_version(),
             "seconds": time.perf_counter() - t0, "calib": args.calib, "held": args.held}
@@ -300,6 +328,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--timeout", type=float, default=900)
     ap.add_argument("--runs", type=int, default=30, help="timed runs per rpi4 bundle")
     ap.add_argument("--no-write", action="store_true", help="print rows, do not write results/")
+    ap.add_argument("--resume", action="store_true",
+                    help="keep the cells of the journal of a stopped run (same --calib/--held) and build only the rest")
     # child modes
     ap.add_argument("--eval", help=argparse.SUPPRESS)
     ap.add_argument("--latency", nargs="*", help=argparse.SUPPRESS)
@@ -313,30 +343,46 @@ def main(argv: list[str] | None = None) -> int:
 
     names = [n for n in args.only.split(",") if n]
     builds = [b for b in args.builds.split(",") if b] or list(BUILDS)
+    full = not names and not args.builds and not args.no_write
+    if not full:  # a partial run never touches the bundles and journal of a full run going on beside it
+        global WORK, JOURNAL
+        WORK = WORK / "partial"
+        JOURNAL = WORK / "journal.jsonl"
     t0 = time.perf_counter()
     rows: list[dict] = []
+    kept = _journal(args) if args.resume else {}
+    if not args.resume:
+        JOURNAL.parent.mkdir(parents=True, exist_ok=True)
+        JOURNAL.write_text(json.dumps({"calib": args.calib, "held": args.held}) + "\n")
     # conv nets first (the goals on them are the strictest), then the rest in corpus order
     ordered = sorted(corpus.CORPUS, key=lambda m: (not m.cnn, corpus.CORPUS.index(m)))
-    full = not names and not args.builds and not args.no_write
     for m in ordered:
         if names and m.name not in names:
             continue
-        calib = corpus.write_calibration(m, args.calib, 1, WORK / "calib" / f"{m.name}.npz")
+        calib = None
+        fresh = set()
         for b in builds:
             target, precision = b.split(":")
-            row = build_one(m, target, precision, calib, args.timeout)
-            if row["status"] == "built":
-                row["eval"] = _child(["--eval", row["bundle"], "--model", m.name, "--held", str(args.held)], 900)
+            row = kept.get((m.name, target, precision))
+            if row is None:
+                calib = calib or corpus.write_calibration(m, args.calib, 1, WORK / "calib" / f"{m.name}.npz")
+                row = build_one(m, target, precision, calib, args.timeout)
+                if row["status"] == "built":
+                    row["eval"] = _child(["--eval", row["bundle"], "--model", m.name, "--held", str(args.held)], 900)
+                fresh.add(precision if target == "rpi4" else "")
+                _append_journal(row)
             print(f"{m.name:18s} {b:22s} {_cell(row)[:150]}", flush=True)
             rows.append(row)
         pair = {r["precision"]: r for r in rows if r["model"] == m.name and r["target"] == "rpi4" and r["status"] == "built"}
-        if "fp32" in pair and "int8" in pair:
+        if "fp32" in pair and "int8" in pair and (fresh & {"fp32", "int8"} or "latency_ratio" not in pair["int8"]):
             lat = _child(["--latency", pair["fp32"]["bundle"], pair["int8"]["bundle"], "--model", m.name,
                           "--runs", str(args.runs)], 900)
             if "error" not in lat:
                 pair["int8"]["latency_ms"] = round(lat[pair["int8"]["bundle"]], 3)
                 pair["fp32"]["latency_ms"] = round(lat[pair["fp32"]["bundle"]], 3)
                 pair["int8"]["latency_ratio"] = round(lat[pair["int8"]["bundle"]] / lat[pair["fp32"]["bundle"]], 3)
+                _append_journal(pair["fp32"])
+                _append_journal(pair["int8"])
                 print(f"{m.name:18s} rpi4 int8/fp32 latency {pair['int8']['latency_ratio']:.2f}", flush=True)
         if full:  # results after every model: a run cut short still leaves its rows
             write_report(rows, {**_meta(args, t0), "models_done": len({r["model"] for r in rows}),

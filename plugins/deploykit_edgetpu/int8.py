@@ -32,6 +32,7 @@ class FullInt8Rewriter(base.Int8Rewriter):
     FIXED = FIXED
     REQUANTIZING = REQUANTIZING
     SAME_OUTPUT_INPUTS = SAME_OUTPUT_INPUTS
+    CLAMP_AS_REQUANTIZE = False  # MAXIMUM/MINIMUM are TPU ops; a lone QUANTIZE would not be
 
 
 def float_operators(graph: TFLGraph) -> list[tuple[str, str]]:

@@ -214,7 +214,7 @@ class OpenVinoBackend(Backend):
                                   f"{s.shape[0]}); pass --input-shape with batch 1 and use several infer requests")
 
     def _downgrade(self, ctx: BuildContext, model, src: Path, xml: Path, report: dict[str, Any]) -> str:
-        """opset <= max_opset (+ MYRIAD rewrites), then save; Model Optimizer 2022.3 as a fallback."""
+        """opset <= max_opset (+ MYRIAD rewrites), then save; OpenVINO 2022.3 conversion as a fallback."""
         from deploykit_openvino import legacy, lowering
         from deploykit_openvino.downgrade import downgrade
 
@@ -227,14 +227,17 @@ class OpenVinoBackend(Backend):
             if python is None:
                 raise DeployError(f"{e}; an OpenVINO 2022.3 environment could convert it instead: "
                                   f"{legacy.setup_hint()}") from e
-            ctx.note(f"downgrade pass failed ({e}); converting with OpenVINO 2022.3 Model Optimizer instead")
-            legacy.convert_with_mo(python, src, xml)
+            ctx.note(f"downgrade pass failed ({e}); converting with OpenVINO 2022.3 instead")
+            # next to the source, not at ``xml``: the runtime maps the weights of the IR it reads, and
+            # saving over a mapped .bin kills the process (SIGBUS)
+            legacy_xml = src.with_name("ov2022.xml")
+            used = legacy.convert_with_mo(python, src, legacy_xml).get("converter", "openvino 2022.3")
             import openvino as ov
 
-            model = ov.Core().read_model(str(xml))
+            model = ov.Core().read_model(str(legacy_xml))
             report["rewrites"] = downgrade(model, self.max_opset or 10, myriad=self.is_myriad)
             lowering.save(model, xml, compress_to_fp16=compress)
-            return "openvino-dev 2022.3 mo + deploykit downgrade"
+            return f"{used} + deploykit downgrade"
         lowering.save(model, xml, compress_to_fp16=compress)
         return "openvino.convert_model + deploykit downgrade"
 

@@ -144,7 +144,30 @@ def _pool14(factory: str) -> Callable:
     return rewrite
 
 
+def _pad12(node) -> Any:
+    """Pad-12 -> Pad-1 (ONNX Pad converts to Pad-12, which only adds negative pads = crops): the
+    non-negative part pads, a StridedSlice crops the negative part."""
+    ov = _ops()
+    begin, end = _const_value(node.input_value(1)), _const_value(node.input_value(2))
+    if begin is None or end is None:
+        raise DeployError(f"Pad-12 ({node.get_friendly_name()}) with run-time pads has no opset<=10 form")
+    begin, end = begin.astype(np.int64).reshape(-1), end.astype(np.int64).reshape(-1)
+    mode = node.get_attributes()["pad_mode"]
+    value = node.input_value(3) if node.get_input_size() > 3 else None
+    x = ov.opset1.pad(node.input_value(0), _const(np.maximum(begin, 0), np.int64), _const(np.maximum(end, 0), np.int64),
+                      mode, value)
+    if (begin >= 0).all() and (end >= 0).all():
+        return x.output(0)
+    shape = _static(x.get_output_partial_shape(0))
+    crop_begin = np.maximum(-begin, 0)
+    crop_end = np.array(shape, np.int64) - np.maximum(-end, 0)
+    n = len(shape)
+    return ov.opset1.strided_slice(x, _const(crop_begin, np.int64), _const(crop_end, np.int64),
+                                   _const(np.ones(n), np.int64), [0] * n, [0] * n).output(0)
+
+
 DOWNGRADES: dict[tuple[str, int], Callable] = {
+    ("Pad", 12): _pad12,
     ("Interpolate", 11): _interpolate11,
     ("TopK", 11): _topk11,
     ("ScaledDotProductAttention", 13): _sdpa13,

@@ -3,8 +3,8 @@
 The NCS2 runtime is 2022.3 LTS, whose wheels exist only for CPython 3.7-3.10 [facts §0], so it
 cannot live in deploykit's own interpreter. When such an environment exists, the ncs2 lowering
 uses it to (1) prove the IR loads and runs under 2022.3 (CPU plugin; the wheel has no MYRIAD) and
-compare against the current runtime, and (2) convert with 2022.3's Model Optimizer when the
-downgrade pass cannot handle a layer.
+compare against the current runtime, and (2) convert with 2022.3 (its Model Optimizer when
+``openvino-dev`` is there, else its ONNX frontend) when the downgrade pass cannot handle a layer.
 
 The environment is found through ``DEPLOYKIT_OV2022_PYTHON`` (a python executable) or the default
 venv ``~/.cache/deploykit/venvs/ov2022``. Create it with :func:`setup_hint`'s commands.
@@ -31,7 +31,7 @@ TIMEOUT = 300
 
 def setup_hint() -> str:
     return (f"python3.10 -m venv {DEFAULT_VENV} && {DEFAULT_VENV}/bin/pip install 'openvino==2022.3.1' "
-            f"'openvino-dev==2022.3.1' 'numpy<1.25'  (or set {ENV_VAR} to a python with openvino 2022.3)")
+            f"'numpy<1.25'  (or set {ENV_VAR} to a python with openvino 2022.3)")
 
 
 def find_python() -> Path | None:
@@ -65,7 +65,8 @@ def run_ir(python: Path, xml: Path, feeds: Sequence[Sequence[np.ndarray]]) -> tu
 
 
 def convert_with_mo(python: Path, onnx_path: Path, xml_out: Path) -> dict:
-    """Convert with OpenVINO 2022.3's Model Optimizer (FP16 weights)."""
+    """Convert with OpenVINO 2022.3: Model Optimizer (openvino-dev) if installed, else its ONNX frontend.
+    Returns ``{"converter": ...}``."""
     return _call(python, "mo", str(onnx_path), str(xml_out))
 
 

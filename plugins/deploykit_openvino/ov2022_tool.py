@@ -1,10 +1,15 @@
-"""Runs INSIDE a Python <= 3.10 environment with ``openvino==2022.3.1`` (and, for ``mo``,
-``openvino-dev==2022.3.1``); started by :mod:`deploykit_openvino.legacy` as a subprocess.
+"""Runs INSIDE a Python <= 3.10 environment with ``openvino==2022.3.1``; started by
+:mod:`deploykit_openvino.legacy` as a subprocess.
 
 Standalone on purpose: imports only the 2022.3 API, numpy and the standard library.
 
     python ov2022_tool.py run  MODEL.xml IN.npz OUT.npz     # read + compile on CPU + infer
-    python ov2022_tool.py mo   MODEL.onnx OUT.xml           # convert with 2022.3 Model Optimizer (FP16)
+    python ov2022_tool.py mo   MODEL.onnx OUT.xml           # convert with OpenVINO 2022.3
+
+``mo`` uses the Model Optimizer when ``openvino-dev==2022.3.1`` is installed; otherwise the same
+conversion the Model Optimizer does for ONNX with the runtime wheel alone: 2022.3's ONNX frontend
+(``Core.read_model``, which emits opset <= 10 layers) and its MOC transformations. The deploykit
+side compresses the weights to FP16 when it saves the final IR.
 """
 
 import json
@@ -35,12 +40,21 @@ def _run(xml, inputs_npz, outputs_npz):
 
 
 def _mo(onnx_path, xml_out):
-    from openvino.runtime import serialize
-    from openvino.tools.mo import convert_model
+    from openvino.runtime import Core, serialize
 
-    model = convert_model(onnx_path, compress_to_fp16=True)
+    try:
+        from openvino.tools.mo import convert_model
+    except ImportError:  # the runtime wheel only (no openvino-dev)
+        from openvino._offline_transformations import apply_moc_transformations
+
+        model = Core().read_model(onnx_path)
+        apply_moc_transformations(model, False)
+        converter = "openvino 2022.3 ONNX frontend"
+    else:
+        model = convert_model(onnx_path, compress_to_fp16=True)
+        converter = "openvino-dev 2022.3 mo"
     serialize(model, xml_out, xml_out[: -len(".xml")] + ".bin")
-    print(json.dumps({"converter": "openvino-dev mo"}))
+    print(json.dumps({"converter": converter}))
 
 
 def main(argv):

@@ -79,6 +79,9 @@ class Int8Rewriter:
     FIXED: dict[str, tuple[float, int]] = FIXED  # op -> fixed output (scale, zero point)
     REQUANTIZING: frozenset[str] = REQUANTIZING  # ops with their own output params
     SAME_OUTPUT_INPUTS: frozenset[str] = frozenset({"CONCATENATION"})  # inputs requantized to the output's
+    # MAXIMUM/MINIMUM with a constant bound as the saturation of a requantization (XNNPACK has no int8
+    # MAXIMUM/MINIMUM: each one split the delegated graph)
+    CLAMP_AS_REQUANTIZE = True
 
     def __init__(self, graph: TFLGraph, params: dict[str, Any], fallback: set[str]):
         self.g = graph
@@ -235,9 +238,67 @@ class Int8Rewriter:
         ratios = [np.prod(scales) / out] if op.code == "MUL" else [sc / out for sc in scales]
         return all(REPRESENTABLE_RATIO[0] <= r <= REPRESENTABLE_RATIO[1] for r in ratios)
 
+    def _clamp_params(self, code: str, q: QParams, c: float) -> QParams | None:
+        """Params covering ``q``'s range cut at ``c`` whose lowest (MAXIMUM) or highest (MINIMUM) code
+        is exactly ``c``: requantizing to them saturates exactly like the clamp. ``q`` itself when
+        the clamp cuts nothing; None when no such params exist (a bound beyond zero or the range)."""
+        s, z = float(q.scale[0]), int(q.zero_point[0])
+        lo, hi = (-128 - z) * s, (127 - z) * s
+        if (code == "MAXIMUM" and c <= lo) or (code == "MINIMUM" and c >= hi):
+            return q
+        span = hi - c if code == "MAXIMUM" else c - lo
+        # zero must stay representable (int8 zero points), and the rescale within XNNPACK's QUANTIZE limit
+        if (c > 0 if code == "MAXIMUM" else c < 0) or span * 128 < hi - lo:
+            return None
+        scale = span / 255.0
+        if c == 0:
+            return QParams.per_tensor(scale, -128 if code == "MAXIMUM" else 127)
+        if code == "MAXIMUM":
+            zp = int(np.clip(np.round(-128 - c / scale), -127, 127))
+            return QParams.per_tensor(c / (-128 - zp), zp)
+        zp = int(np.clip(np.round(127 - c / scale), -128, 126))
+        return QParams.per_tensor(c / (127 - zp), zp)
+
+    def _const_clamp(self, op: Op) -> bool:
+        """MAXIMUM(x, c) / MINIMUM(x, c) with a scalar constant: the output takes params whose end code
+        is ``c`` and the clamp becomes the saturation of a requantization -- folded into x's producer
+        when that requantizes anyway and x has no other reader (openWakeWord's ``max(leaky_relu, -0.4)``
+        after every conv: 19 int8 MAXIMUM outside XNNPACK, 20 partitions), else one QUANTIZE."""
+        if not self.CLAMP_AS_REQUANTIZE or op.code not in TWO_SIDED or len(op.outputs) != 1 or op.node in self.fallback:
+            return False
+        consts = [t for t in op.inputs if t is not None and t.is_const]
+        acts = [t for t in op.inputs if t is not None and not t.is_const]
+        if len(consts) != 1 or len(acts) != 1 or consts[0].data.size != 1 or not np.isfinite(consts[0].data).all():
+            return False
+        x, out = acts[0], op.outputs[0]
+        if not (x.dtype == "int8" or (id(x) in self.graph_inputs and self.qp(x) is not None)):
+            return False
+        xq = self.as_int8(x)
+        q = self._clamp_params(op.code, xq.quant, float(np.ravel(consts[0].data)[0]))
+        if q is None:
+            return False
+        is_output = any(t is out for t in self.g.outputs)
+        producer = next((p for p in reversed(self.ops) if any(t is xq for t in p.outputs)), None)
+        foldable = (producer is not None and len(producer.outputs) == 1 and xq is x and not is_output
+                    and not any(t is x for t in self.g.outputs)
+                    and (producer.code in self.REQUANTIZING and producer.code not in self.SAME_OUTPUT_INPUTS
+                         or producer.code == "QUANTIZE" and producer.inputs[0].dtype == "int8")
+                    and [o for o in self.g.ops if any(t is x for t in o.inputs)] == [op])
+        if q is xq.quant and not is_output:  # cuts nothing: the clamp is x itself
+            self.g.replace_uses(out, xq)
+        elif foldable:
+            x.quant = q
+            self.g.replace_uses(out, x)
+        else:
+            out.dtype, out.quant = "int8", q
+            self.ops.append(Op("QUANTIZE", [xq], [out], node=op.node))
+        return True
+
     def run(self) -> None:
         for op in self.g.ops:
             self.derive(op)
+            if self._const_clamp(op):
+                continue
             if not self._int8_possible(op):
                 self._float(op)
                 continue

@@ -66,3 +66,38 @@ def attention_model(path: Path, seq: int = 8, dim: int = 16) -> Path:
     graph = helper.make_graph(nodes, "attention", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, seq, dim])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, seq, dim])], inits)
     return _save(graph, path)
+
+
+def pad_conv_model(path: Path, pads=(0, 0, 1, 2, 0, 0, 2, 1), mode: str = "constant") -> Path:
+    """Conv -> constant Pad (converted to Pad-12 by the current frontend; negative pads crop) -> Relu."""
+    rng = np.random.default_rng(2)
+    inits = [numpy_helper.from_array(rng.standard_normal((4, 3, 3, 3)).astype(np.float32) * 0.2, "w"),
+             numpy_helper.from_array(np.array(pads, np.int64), "pads")]
+    pad_inputs = ["c", "pads"]
+    if mode == "constant":
+        inits.append(numpy_helper.from_array(np.array(0.25, np.float32), "value"))
+        pad_inputs.append("value")
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1], name="conv"),
+        helper.make_node("Pad", pad_inputs, ["p"], mode=mode, name="pad"),
+        helper.make_node("Relu", ["p"], ["y"], name="relu"),
+    ]
+    graph = helper.make_graph(nodes, "pad_conv", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 12, 12])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    return _save(graph, path, opset=13)
+
+
+def scatter_model(path: Path) -> Path:
+    """Conv -> ScatterElements (ScatterElementsUpdate-12 in the current frontend: no downgrade rule, so
+    the ncs2 lowering converts with OpenVINO 2022.3 instead)."""
+    rng = np.random.default_rng(3)
+    idx = np.stack([rng.permutation(4) for _ in range(12 * 12)], -1).reshape(1, 4, 12, 12).astype(np.int64)
+    inits = [numpy_helper.from_array(rng.standard_normal((4, 3, 3, 3)).astype(np.float32) * 0.2, "w"),
+             numpy_helper.from_array(idx, "idx")]
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1], name="conv"),
+        helper.make_node("ScatterElements", ["c", "idx", "c"], ["y"], axis=1, name="scatter"),
+    ]
+    graph = helper.make_graph(nodes, "scatter", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 12, 12])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 12, 12])], inits)
+    return _save(graph, path, opset=13)

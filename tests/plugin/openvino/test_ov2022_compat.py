@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import modelzoo
-from ov_testlib import ENV, attention_model, resize_topk_model
+from ov_testlib import ENV, attention_model, pad_conv_model, resize_topk_model, scatter_model
 
 pytestmark = pytest.mark.plugin
 ov = pytest.importorskip("openvino")
@@ -63,8 +63,9 @@ def test_convert_model_output_is_not_2022_readable(ov2022, tmp_path):
         legacy.run_ir(ov2022, xml, [[np.zeros((1, 8, 16), np.float32)]])
 
 
-@pytest.mark.parametrize("maker,shape", [(resize_topk_model, (1, 3, 16, 16)), (attention_model, (1, 8, 16))],
-                         ids=["resize_topk", "attention"])
+@pytest.mark.parametrize("maker,shape", [(resize_topk_model, (1, 3, 16, 16)), (attention_model, (1, 8, 16)),
+                                         (pad_conv_model, (1, 3, 12, 12))],
+                         ids=["resize_topk", "attention", "pad"])
 def test_ncs2_ir_runs_on_openvino_2022(cli, ov2022, tmp_path, maker, shape):
     import onnxruntime as ort
 
@@ -106,3 +107,25 @@ def test_ppocr_cls_ncs2_on_openvino_2022(cli, ov2022, ppocr_cls, tmp_path):
     (name,) = got
     assert np.max(np.abs(got[name] - ref)) < 1e-2
     assert np.argmax(got[name]) == np.argmax(ref)
+
+
+def test_fallback_conversion_needs_no_openvino_dev(cli, ov2022, tmp_path):
+    """A layer without a downgrade rule (ScatterElementsUpdate-12) is converted by OpenVINO 2022.3 itself:
+    with the Model Optimizer when openvino-dev is installed, else with the runtime wheel's ONNX frontend
+    (the side environment and the Docker toolchain pin only openvino==2022.3.1)."""
+    import onnxruntime as ort
+
+    has_mo = subprocess.run([str(ov2022), "-c", "import openvino.tools.mo"], capture_output=True).returncode == 0
+    src = scatter_model(tmp_path / "m.onnx")
+    out = tmp_path / "b"
+    proc = cli("build", src, "--target", "ncs2", "-o", out, env=ENV)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    backend = json.loads((out / "report.json").read_text())["backend_report"]
+    assert backend["converter"].startswith("openvino-dev 2022.3 mo" if has_mo else "openvino 2022.3 ONNX frontend")
+    assert backend["ov2022_check"]["status"] == "passed"
+    assert max(_opsets(out / "model.xml")) <= 10
+    x = np.random.default_rng(5).standard_normal((1, 3, 12, 12)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    got = _run_runner_2022(ov2022, out, tmp_path / "x.npy", tmp_path / "y.npz")
+    ref = ort.InferenceSession(str(src), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    assert np.max(np.abs(got["y"] - ref)) <= 1e-2 * max(1.0, float(np.max(np.abs(ref))))

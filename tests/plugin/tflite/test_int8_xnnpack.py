@@ -202,3 +202,48 @@ def test_litert_abort_in_the_delegation_probe_is_one_clean_error(tmp_path, monke
     monkeypatch.setattr(childproc.subprocess, "run", lambda cmd, **kw: subprocess.CompletedProcess(cmd, -6, "", "INFO: x\n"))
     with pytest.raises(DeployError, match=r"LiteRT .* crashed \(SIGABRT\)"):
         delegation.checked_delegation(tmp_path / "m.tflite")
+
+
+def _clamped_convs(path, rng):
+    """tf2onnx's openWakeWord embedding: Conv -> LeakyRelu -> Max(-0.4) (a lower clamp after every conv),
+    a Clip(-0.5, 1.5) whose bounds have no TFLite activation, and a graph output clamped by Min(x, 0.8)."""
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["c1"], pads=[1, 1, 1, 1]),
+             helper.make_node("LeakyRelu", ["c1"], ["l1"], alpha=0.2),
+             helper.make_node("Max", ["l1", "floor"], ["m1"]),
+             helper.make_node("Conv", ["m1", "w2"], ["c2"], pads=[1, 1, 1, 1]),
+             helper.make_node("Clip", ["c2", "lo", "hi"], ["k2"]),
+             helper.make_node("Conv", ["k2", "w3"], ["c3"], pads=[1, 1, 1, 1]),
+             helper.make_node("Min", ["c3", "ceil"], ["y"])]
+    return model(path, nodes, {"x": [1, 3, 8, 8]}, {"y": [1, 8, 8, 8]},
+                 {"w1": rng.standard_normal((8, 3, 3, 3)).astype(np.float32) * 0.5,
+                  "w2": rng.standard_normal((8, 8, 3, 3)).astype(np.float32) * 0.3,
+                  "w3": rng.standard_normal((8, 8, 3, 3)).astype(np.float32) * 0.3,
+                  "floor": np.float32(-0.4), "lo": np.float32(-0.5), "hi": np.float32(1.5), "ceil": np.float32(0.8)})
+
+
+def test_int8_clamps_by_constants_are_requantizations_inside_xnnpack(tmp_path):
+    """int8 MAXIMUM/MINIMUM have no XNNPACK kernel: openWakeWord's Max(leaky_relu, -0.4) after every conv
+    split the rpi4 int8 graph into 20 partitions (issue 19). A clamp by a constant is the saturation of a
+    requantization to params whose end code is the bound: folded into the producer or one QUANTIZE."""
+    import onnxruntime as ort
+    from tflite_testlib import tflite_ops
+
+    from deploykit.verification import load_runner_module
+
+    rng = np.random.default_rng(0)
+    path = _clamped_convs(tmp_path / "m.onnx", rng)
+    calib = tmp_path / "calib.npy"
+    np.save(calib, rng.standard_normal((32, 3, 8, 8)).astype(np.float32))
+    res = build(path, tmp_path / "out", precision="int8", calibration=str(calib))
+    assert res.manifest["verification"]["status"] == "passed", res.manifest["verification"]
+    rep = report(tmp_path / "out")["backend_report"]
+    ops = tflite_ops(tmp_path / "out")
+    assert "MAXIMUM" not in ops and "MINIMUM" not in ops, ops
+    assert rep["xnnpack"]["partitions"] == 1 and rep["xnnpack"]["undelegated"] == {}, rep["xnnpack"]
+    # the clamps are exact: no int8 output below -0.4 after the first conv is possible, and the bundle's
+    # graph output never exceeds its bound
+    x = rng.standard_normal((1, 3, 8, 8)).astype(np.float32)
+    got = load_runner_module(tmp_path / "out").Runner(tmp_path / "out").run({"x": x})["y"]
+    ref = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    assert float(got.max()) <= 0.8 + 1e-6
+    assert np.corrcoef(got.ravel(), ref.ravel())[0, 1] > 0.98
