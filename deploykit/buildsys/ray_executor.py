@@ -146,6 +146,11 @@ class RayExecutor:
         if ray.is_initialized():
             return False
         quiet: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.ERROR}
+        address = self.address or os.environ.get("RAY_ADDRESS")
+        if address and _loopback(address):
+            # a cluster bound to 127.0.0.1: the driver must look for its local services there too
+            # (by default it uses the machine's own address and waits for ever)
+            quiet["_node_ip_address"] = "127.0.0.1"
         try:
             if self.address:
                 ray.init(address=self.address, **quiet)
@@ -372,3 +377,10 @@ def build_task(payload: dict[str, Any], ref_pairs: list) -> dict[str, Any]:
 
 if __name__ == "__main__":  # print this machine's toolchain resources for `ray start --resources`
     sys.stdout.write(json.dumps(toolchain_resources()) + "\n")
+
+
+def _loopback(address: str) -> bool:
+    """``ray://127.0.0.1:10001``, ``localhost:6379``, ``127.0.0.1:6379``: a cluster on this machine's
+    loopback interface."""
+    host = address.split("://", 1)[-1].rsplit(":", 1)[0].strip("[]")
+    return host == "localhost" or host.startswith("127.") or host == "::1"

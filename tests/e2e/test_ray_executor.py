@@ -1,8 +1,7 @@
 """`--executor ray` on a local two-node Ray cluster: byte-identical bundles, toolchain resources.
 
-The cluster (a head and one worker node, each with one CPU, both on this machine: Ray binds them to
-its own address, and a driver given node_ip_address 127.0.0.1 did not connect in this Ray version) is
-started and shut down by this test, with a time bound. Skipped only when Ray is not installed (pip install 'deploykit[ray]').
+The cluster (a head and one worker node, each with one CPU, both bound to 127.0.0.1) is started and
+shut down by this test, with a time bound. Skipped only when Ray is not installed (pip install 'deploykit[ray]').
 """
 
 from __future__ import annotations
@@ -53,8 +52,8 @@ def ray_cluster(monkeypatch):
         # only the onnxruntime toolchain is offered: tflite builds must never be scheduled
         resources = {"deploykit_onnxruntime": 1000.0}
         cluster = Cluster(initialize_head=True, head_node_args={
-            "num_cpus": 1, "resources": resources, "include_dashboard": False})
-        cluster.add_node(num_cpus=1, resources=resources)
+            "num_cpus": 1, "resources": resources, "include_dashboard": False, "node_ip_address": "127.0.0.1"})
+        cluster.add_node(num_cpus=1, resources=resources, node_ip_address="127.0.0.1")
         cluster.wait_for_nodes()
         yield cluster
     finally:
@@ -74,6 +73,7 @@ def test_ray_local_cluster_builds_byte_identical_bundles(ray_cluster, tmp_path, 
     (tmp_path / "deploykit.toml").write_text(PROJECT, encoding="utf-8")
     plugins = {"DEPLOYKIT_PLUGINS": PLUGINS}
 
+    assert ray_cluster.address.startswith("127.0.0.1:"), ray_cluster.address
     local = cli("build", "-o", "dist-local", cwd=tmp_path, env={"XDG_CACHE_HOME": str(tmp_path / "c1"), **plugins})
     assert local.returncode == 0, local.stderr
     r = cli("build", "--executor", "ray", "-o", "dist-ray", cwd=tmp_path, timeout=240,

@@ -33,3 +33,12 @@ def test_only_cluster_failures_are_retried():
     assert retryable(WorkerCrashedError("worker died"))
     assert retryable(NodeDiedError("node gone"))
     assert not retryable(ValueError("bad model"))
+
+
+@pytest.mark.parametrize("address, loopback", [
+    ("127.0.0.1:6379", True), ("ray://127.0.0.1:10001", True), ("localhost:6379", True), ("[::1]:6379", True),
+    ("10.0.0.5:6379", False), ("ray://head.cluster:10001", False), ("auto", False)])
+def test_ray_driver_binds_to_loopback_for_a_loopback_cluster(address, loopback):
+    from deploykit.buildsys.ray_executor import _loopback
+
+    assert _loopback(address) is loopback
