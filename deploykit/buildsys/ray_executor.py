@@ -123,6 +123,11 @@ class RayExecutor:
 
     def __init__(self, address: str | None = None, jobs: int | None = None, keep_going: bool = False,
                  workdir: Path | None = None, retries: int = 2):
+        if _loopback(address or os.environ.get("RAY_ADDRESS") or ""):
+            # A cluster bound to 127.0.0.1: Ray replaces a loopback address by the machine's own
+            # address unless its single-machine mode is on (read when ray is imported), then waits
+            # for ever for a head that does not listen there.
+            os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
         try:
             import ray  # noqa: F401
         except ImportError:
@@ -146,10 +151,7 @@ class RayExecutor:
         if ray.is_initialized():
             return False
         quiet: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.ERROR}
-        address = self.address or os.environ.get("RAY_ADDRESS")
-        if address and _loopback(address):
-            # a cluster bound to 127.0.0.1: the driver must look for its local services there too
-            # (by default it uses the machine's own address and waits for ever)
+        if _loopback(self.address or os.environ.get("RAY_ADDRESS") or ""):
             quiet["_node_ip_address"] = "127.0.0.1"
         try:
             if self.address:
@@ -382,5 +384,7 @@ if __name__ == "__main__":  # print this machine's toolchain resources for `ray 
 def _loopback(address: str) -> bool:
     """``ray://127.0.0.1:10001``, ``localhost:6379``, ``127.0.0.1:6379``: a cluster on this machine's
     loopback interface."""
+    if not address:
+        return False
     host = address.split("://", 1)[-1].rsplit(":", 1)[0].strip("[]")
     return host == "localhost" or host.startswith("127.") or host == "::1"

@@ -13,7 +13,7 @@ import math
 import os
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -171,6 +171,38 @@ def evaluate_subsets(model: onnx.ModelProto, feeds, refs, parts: dict[str, Any] 
             result[n]["parts"] = c.result()
         results.append(result)
     return results
+
+
+# Beyond this magnitude an int8 scale (range / 255) and the products of scales runtimes compute
+# (input scale x weight scale, their ratio to the output scale) leave float32: LiteRT aborts.
+HUGE_VALUE = 1e30
+
+
+def _refuse_unrepresentable(observers: Mapping[str, Any], outputs, proto) -> None:
+    """Refuse int8 when the fp32 model itself computes NaN/Inf outputs or values beyond
+    :data:`HUGE_VALUE` on the calibration samples (NaN/Inf/huge weights, or data at the wrong scale):
+    no int8 range represents them, and verification could only fail (or a runtime abort)."""
+    from deploykit.errors import CalibrationError
+
+    broken = [n for n in outputs if n in observers and observers[n].nonfinite]
+    huge = [n for n, o in observers.items() if o.count and max(abs(o.lo), abs(o.hi)) > HUGE_VALUE]
+    if broken:
+        from onnx import numpy_helper
+
+        o = observers[broken[0]]
+        consts = [t.name for t in proto.graph.initializer
+                  if t.data_type in (1, 10, 11, 16) and not np.isfinite(numpy_helper.to_array(t)).all()]
+        where = f"constants with NaN/Inf: {', '.join(map(repr, consts[:5]))}" if consts else \
+            "check the weights for NaN/Inf/huge values and the calibration data's scale"
+        raise CalibrationError(
+            f"the fp32 model outputs NaN/Inf on the calibration samples (output {broken[0]!r}: {o.nonfinite} "
+            f"non-finite value(s)); int8 cannot be calibrated on that: {where} (build fp32 to see the reference)")
+    if huge:
+        o = observers[huge[0]]
+        raise CalibrationError(
+            f"tensor {huge[0]!r} reaches {max(abs(o.lo), abs(o.hi)):.3g} on the calibration samples (beyond "
+            f"{HUGE_VALUE:g}); int8 cannot be calibrated on that (its scales would not fit in float32): check the weights "
+            "for huge values and the calibration data's scale")
 
 
 # Graph outputs computed by these ops from a float tensor are scored on that tensor (the logits):
@@ -388,6 +420,7 @@ def quantize_model(
     base_fallback, joins = _split_mixed_concats(index, observers, tails, scheme, base_fallback, log)
     join_nodes = {k for t in joins.values() for k in t.float_nodes}
     base_fallback = base_fallback | join_nodes  # simulated in float: the runner joins dequantized branches
+    _refuse_unrepresentable(observers, index.graph_outputs, proto)
     bad = [n for n, o in observers.items() if o.nonfinite]
     if bad:
         log(f"warning: NaN/Inf values in {len(bad)} tensors during calibration (e.g. {bad[0]!r}); they are ignored")

@@ -90,3 +90,27 @@ def test_subgraph_model_on_other_targets(sb, target):
         sb.expect_ok(res, out)
     else:
         sb.expect_error(res, out=out)
+
+
+@pytest.mark.parametrize("target", ["coral-usb", "jetson-orin-nano", "host"])
+def test_huge_finite_weight_refused_for_int8_not_a_runtime_abort(sb, target):
+    """A weight of 3e38 (finite, fuzz m0010): the logits reach 2e38 and full-int8 scales leave float32
+    -- LiteRT aborted (SIGABRT) while the build verified the Coral bundle. Targets that quantize the
+    logits refuse int8 after calibration in one line, nothing left behind; host int8 (the logits stay
+    float, the Softmax output is finite) builds a bundle that verifies."""
+    _skip_without_backend(target)
+    m = hm.conv_model()
+    fc = next(t for t in m.graph.initializer if t.name == "fc")
+    values = np.frombuffer(fc.raw_data, np.float32).copy() if fc.raw_data else np.asarray(fc.float_data, np.float32)
+    values[0] = 3e38
+    fc.ClearField("float_data")
+    fc.raw_data = values.astype(np.float32).tobytes()
+    model = hm.save(m, sb.work / "m.onnx")
+    out = sb.work / "out"
+    calib = sb.work / "c.npy"
+    np.save(calib, np.random.default_rng(0).standard_normal((16, 3, 8, 8)).astype(np.float32))
+    res = sb.run("build", model, "--target", target, "-p", "int8", "-c", calib, "-o", out)
+    if target == "host":
+        assert sb.expect_ok(res, out)["verification"]["status"] == "passed"
+    else:
+        sb.expect_error(res, "int8 cannot be calibrated", code=2, out=out)

@@ -402,7 +402,7 @@ def test_non_finite_constants_are_refused_with_the_tensor_name(tmp_path):
     model = _prepared(_save(proto, tmp_path / "inf.onnx"))
     samples = SampleSet({"x": np.random.default_rng(0).uniform(0.5, 1, (6, 2, 4, 4)).astype(np.float32)},
                         graph_inputs(model))
-    with pytest.raises(DeployError, match="'minus_inf' is not finite"):
+    with pytest.raises(DeployError, match="'minus_inf'"):
         quantize_model(model, samples, QuantScheme(), QuantConfig(method="minmax"))
 
 
