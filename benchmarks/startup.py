@@ -113,17 +113,9 @@ def small_model(path: Path) -> Path:
     return path
 
 
-def cpu_class() -> str:
-    try:
-        flags = set(Path("/proc/cpuinfo").read_text().split())
-    except OSError:
-        return "unknown"
-    return ", ".join(f for f in ("avx2", "avx_vnni", "avx512_vnni") if f in flags) or "none of avx2/avx_vnni/avx512_vnni"
-
-
 def machine_info() -> dict:
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    from hostinfo import cpu_model, memory_gb
+    from hostinfo import cpu_class_label, cpu_model, memory_gb
 
     import importlib.metadata as md
 
@@ -133,7 +125,7 @@ def machine_info() -> dict:
             versions[p] = md.version(p)
         except md.PackageNotFoundError:
             versions[p] = None
-    return {"cpu": cpu_model(platform.processor() or platform.machine()), "cpu_class": cpu_class(),
+    return {"cpu": cpu_model(platform.processor() or platform.machine()), "cpu_class": cpu_class_label(),
             "cores": os.cpu_count(), "memory_gb": memory_gb(), "os": f"{platform.system()} {platform.machine()}",
             "python": platform.python_version(), "load_avg_at_start": os.getloadavg()[0], "packages": versions}
 

@@ -217,16 +217,9 @@ def _error_line(res: dict) -> str | None:
     return lines[-1][:300] if lines else None
 
 
-def _cpu_flags() -> str:
-    try:
-        flags = set(Path("/proc/cpuinfo").read_text().split())
-    except OSError:
-        return "unknown"
-    return ", ".join(f for f in ("avx512_vnni", "avx_vnni", "avx2") if f in flags) or "none of avx2/avx_vnni/avx512_vnni"
-
-
 def write_results(records: list[dict], args, elapsed: float) -> dict:
     from deploykit.effect.host import cpu_model
+    from deploykit.cpu import cpu_class
 
     commands = [c for r in records for c in r["commands"]]
     crashes = Counter(c["crash"] for c in commands if c["crash"])
@@ -242,7 +235,7 @@ def write_results(records: list[dict], args, elapsed: float) -> dict:
     import onnxruntime
 
     summary = {
-        "machine": {"cpu": cpu_model(), "cpu_flags": _cpu_flags(), "cores": os.cpu_count(), "python": platform.python_version()},
+        "machine": {"cpu": cpu_model(), "cpu_flags": cpu_class().label, "cores": os.cpu_count(), "python": platform.python_version()},
         "versions": {"deploykit": deploykit.__version__, "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__},
         "seed": args.seed, "mutants": len(records), "commands": len(commands), "seconds": round(elapsed),
         "outcomes": dict(outcome), "crashes": dict(crashes),

@@ -26,7 +26,6 @@ give disjoint sets (use one seed for calibration and another for held-out evalua
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import subprocess
 import sys
@@ -36,6 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from deploykit.bundle.files import sha256_file
 
 ROOT = Path(__file__).resolve().parents[2]
 CACHE = ROOT / "benchmarks" / ".work" / "wild"
@@ -235,14 +236,6 @@ def write_calibration(model: WildModel | str, n: int, seed: int, path: Path) -> 
     return path
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="fetch the wild corpus and describe each model")
     ap.add_argument("--only", default="", help="comma-separated model names")
@@ -255,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
         opset = max((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=0)
         m = by_name(name)
         print(f"{name:18s} {m.package:44s} opset {opset:2d} {len(proto.graph.node):5d} nodes "
-              f"{path.stat().st_size / 1e6:6.1f} MB sha256 {_sha256(path)[:12]}  {m.task}")
+              f"{path.stat().st_size / 1e6:6.1f} MB sha256 {sha256_file(path)[:12]}  {m.task}")
     return 0
 
 

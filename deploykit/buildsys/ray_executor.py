@@ -34,6 +34,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from deploykit.bundle.files import sha256_file
 from deploykit.errors import DeployError, ToolchainError
 
 RESOURCE_PREFIX = "deploykit_"
@@ -59,14 +60,6 @@ def retryable(exc: BaseException) -> bool:
 # ------------------------------------------------------------------------------ driver side
 
 
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def transport_plan(spec: dict[str, Any], model_files: dict[str, Path]) -> tuple[dict[str, Any], dict[str, Path]]:
     """(roles, files by sha256) of a job spec: ``roles[role] = {"kind": "file"|"dir", "name", "files": {rel: sha}}``."""
     from deploykit.buildsys.fingerprint import tree_files
@@ -77,7 +70,7 @@ def transport_plan(spec: dict[str, Any], model_files: dict[str, Path]) -> tuple[
     def add(role: str, kind: str, name: str, files: dict[str, Path]) -> None:
         shas = {}
         for rel, path in files.items():
-            sha = _sha256_file(path)
+            sha = sha256_file(path)
             by_sha[sha] = path
             shas[rel] = sha
         roles[role] = {"kind": kind, "name": name, "files": shas}
@@ -268,7 +261,7 @@ def _node_store() -> Path:
 def _fetch(sha: str, ref, store: Path) -> Path:
     """The input file of ``sha`` on this node, fetched from the object store only the first time."""
     path = store / sha
-    if path.is_file() and _sha256_file(path) == sha:
+    if path.is_file() and sha256_file(path) == sha:
         return path
     import ray
 
