@@ -23,7 +23,7 @@ from deploykit.ir import graph_inputs, graph_outputs, load_model, parse_input_sh
 from deploykit import passes
 from deploykit.plugins import Registry, default_registry
 from deploykit.quant.calibration import SampleSet, load_samples, random_samples
-from deploykit.reference import run_reference
+from deploykit.reference import check_pinned_model_loads, run_reference
 from deploykit.verification import run_bundle, verify_outputs
 
 VERIFY_SAMPLES = 4
@@ -166,6 +166,7 @@ def build(request: BuildRequest, registry: Registry | None = None, reporter: Rep
         support = backend.analyze(model)
         if any(s.status is Support.UNSUPPORTED for s in support):
             raise unsupported_error(support, profile.name)
+        check_pinned_model_loads(model)
     if request.calibration and calibration is None:
         with reporter.stage("calibration data"):
             samples = load_samples(request.calibration, inputs, limit=request.calibration_samples, images=request.images)

@@ -53,6 +53,14 @@ def judge(metrics: Mapping[str, Mapping[str, float]], precision: str) -> tuple[b
     """Check metrics against :data:`TOLERANCES`; returns (passed, problems)."""
     problems = []
     for out, m in metrics.items():
+        bad = m.get("nonfinite_mismatches")
+        if isinstance(bad, float) and bad > 0:  # NaN/inf where fp32 is finite: never rescued by another metric
+            problems.append(f"output {out!r}: {int(bad)} non-finite value(s) where fp32 is finite")
+            continue
+        nan = [k for k, v in m.items() if isinstance(v, float) and v != v or v in ("nan", "inf", "-inf")]
+        if nan:
+            problems.append(f"output {out!r}: {', '.join(nan)} not finite")
+            continue
         misses = _misses(m, TOLERANCES.get(precision, {}))
         if not misses:
             continue

@@ -96,6 +96,10 @@ def bypass(node: ir.Node, src: ir.Value, dst: ir.Value) -> bool:
     if dst.is_graph_output():
         if src.is_graph_input() or src.is_initializer() or src.is_graph_output() or src.producer() is None:
             return False
+        if src.producer().graph is not node.graph:
+            # an If/Loop/Scan body may not return an outer-scope value directly (ONNX Runtime
+            # and onnx.checker reject it): the Identity is what makes the body valid
+            return False
     if src.type is None:
         src.type = dst.type
     if src.shape is None:

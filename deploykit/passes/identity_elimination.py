@@ -6,6 +6,8 @@
 * ``Cast`` / ``CastLike`` to the dtype the input already has;
 * ``Reshape`` / ``Flatten`` / ``Squeeze`` / ``Unsqueeze`` / ``Expand`` whose (static) output
   shape equals the (static) input shape;
+* ``Max(x, -inf)`` / ``Min(x, +inf)`` that do not broadcast ``x`` (a JAX softmax spells
+  ``Max(-inf, ReduceMax(x))``; an infinite constant has no int8 form);
 * ``Expand`` read only by broadcasting element-wise ops whose output shapes stay the same without
   it (``x / norm.expand_as(x)`` of ``F.normalize``: TFLite's BROADCAST_TO has no XNNPACK kernel).
 
@@ -75,6 +77,24 @@ def _is_noop(node: ir.Node) -> bool:
     return False
 
 
+def _infinite_bound_operand(node: ir.Node) -> ir.Value | None:
+    """The operand ``x`` of ``Max(x, -inf...)`` / ``Min(x, +inf...)`` (2 inputs, either order) when
+    the constant neither changes ``x``'s shape nor its dtype; else ``None``."""
+    if not is_onnx(node, "Max", "Min") or len(node.inputs) != 2 or any(v is None for v in node.inputs):
+        return None
+    inf = -np.inf if node.op_type == "Max" else np.inf
+    for k in (0, 1):
+        c, x = const_array(node.inputs[k]), node.inputs[1 - k]
+        if c is None or c.size == 0 or c.dtype.kind != "f" or not np.all(c == inf):
+            continue
+        sx, sy = static_shape(x), static_shape(node.outputs[0])
+        if c.size == 1 and x.shape is not None and c.ndim <= len(x.shape):
+            return x
+        if sx is not None and sx == sy:
+            return x
+    return None
+
+
 class IdentityEliminationPass(ir.passes.InPlacePass):
     """Drop Identity, inference Dropout, no-op Cast and no-op reshapes (see module doc)."""
 
@@ -83,8 +103,9 @@ class IdentityEliminationPass(ir.passes.InPlacePass):
         graphs = [model.graph, *model.functions.values()]
         for graph in graphs:
             for node in list(ir.traversal.RecursiveGraphIterator(graph)):
-                if node.graph is None or not (_is_noop(node) or _redundant_expand(node)):
+                if node.graph is None:
                     continue
-                if bypass(node, node.inputs[0], node.outputs[0]):
+                src = node.inputs[0] if (_is_noop(node) or _redundant_expand(node)) else _infinite_bound_operand(node)
+                if src is not None and bypass(node, src, node.outputs[0]):
                     modified = True
         return ir.passes.PassResult(model, modified=modified)

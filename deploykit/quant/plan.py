@@ -15,6 +15,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from deploykit.errors import CalibrationError
 from deploykit.quant.collect import GraphIndex
 from deploykit.quant.observers import TensorObserver
 from deploykit.quant.params import QuantParams, params_from_range
@@ -137,6 +138,7 @@ def build_plan(
             cache[name, m] = compute_range(m, obs, dtype=act_dtype, symmetric=scheme.activation_symmetric)
         ranges[name] = cache[name, m]
         methods[name] = m
+        _require_finite(name, ranges[name], "calibration range")
     # 2. shared-scale groups
     groups = _Groups()
     for node in nodes:
@@ -183,6 +185,8 @@ def build_plan(
                 w_params = plan.weights[name]
             if role == "const" and name not in plan.constants:
                 c = numpy_helper.to_array(index.initializers[name]).astype(np.float32)
+                if c.size:
+                    _require_finite(name, (float(c.min()), float(c.max())), "constant")
                 plan.constants[name] = params_from_range(float(c.min()) if c.size else 0.0, float(c.max()) if c.size else 0.0,
                                                          act_dtype, scheme.activation_symmetric)
         if node.op_type in WEIGHT_OPS and w_params is not None and scheme.bias_int32:
@@ -198,6 +202,15 @@ def build_plan(
                                                   zero_point=np.zeros(np.shape(scale), np.int64), dtype="int32",
                                                   axis=0 if np.ndim(scale) else None, method="derived")
     return plan
+
+
+def _require_finite(name: str, bounds: tuple[float, float], what: str) -> None:
+    """Guard: an int8 scale of a non-finite range is inf/NaN and turns every output into NaN."""
+    if not (np.isfinite(bounds[0]) and np.isfinite(bounds[1])):
+        raise CalibrationError(
+            f"int8: {what} of tensor {name!r} is not finite ({bounds[0]:g} .. {bounds[1]:g}); it cannot be "
+            "quantized. Fix the model (an infinite constant such as Max(-inf, x) or an overflowing activation) "
+            "or build this target in fp32/fp16")
 
 
 def _correct_bias(index: GraphIndex, node: onnx.NodeProto, plan: QuantPlan, observers: dict[str, TensorObserver]) -> None:

@@ -170,6 +170,20 @@ def _ranks(model: onnx.ModelProto) -> dict[str, int]:
     return out
 
 
+def _drop_newer_attributes(n: onnx.NodeProto, goal: int) -> None:
+    """Remove attributes the op does not have at opset ``goal`` (the ``_COMPATIBLE`` conditions
+    checked that they hold their defaults, e.g. Reshape-14 ``allowzero=0``): parsers of the older
+    opset reject unknown attributes ("Unrecognized attribute: allowzero")."""
+    try:
+        known = set(onnx.defs.get_schema(n.op_type, goal, "").attributes)
+    except Exception:  # noqa: BLE001 - no schema: leave the node as it is
+        return
+    keep = [a for a in n.attribute if a.name in known]
+    if len(keep) != len(n.attribute):
+        del n.attribute[:]
+        n.attribute.extend(keep)
+
+
 def opset_of(model: onnx.ModelProto) -> int:
     return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 1)
 
@@ -210,6 +224,7 @@ def lower_opset(model: onnx.ModelProto, target: int, decompose: frozenset[str] |
         elif n.op_type in _REDUCE_AXES_INPUT and since >= 18 and goal < 18 and _reduce_axes_to_attr(rw, n, consts):
             nodes.extend(rw.new)
         elif n.op_type in _COMPATIBLE and _COMPATIBLE[n.op_type](n, consts):
+            _drop_newer_attributes(n, goal)
             nodes.append(n)
         else:
             problems[label] = (f"{n.op_type}-{since} has no equivalent at opset {goal} "

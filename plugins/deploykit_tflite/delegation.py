@@ -63,5 +63,5 @@ def xnnpack_delegation(model_path: str | Path, threads: int = 1) -> Delegation:
     return Delegation(
         partitions=len(delegates),
         undelegated=dict(Counter(o["op_name"] for o in left)),
-        examples=[f"{o['op_name']} -> {names.get(o['outputs'][0], '?')}" for o in left if o["outputs"]],
+        examples=[f"{o['op_name']} -> {names.get(int(o['outputs'][0]), '?')}" for o in left if len(o["outputs"])],
     )

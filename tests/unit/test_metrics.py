@@ -281,3 +281,18 @@ def test_int8_verification_accepts_argmax_agreement_for_probability_outputs(metr
 
     ok, problems = judge({"out": metrics}, "int8")
     assert ok is passed and (not problems) is passed
+
+
+@pytest.mark.parametrize("precision", ["int8", "fp16", "fp32"])
+def test_verification_fails_non_finite_outputs_whatever_the_other_metrics(precision):
+    """All-NaN int8 outputs used to pass on arg-max agreement (NaN cosine compared as 'not below'):
+    issue 19, magika on jetson-orin-nano."""
+    from deploykit.verification import judge, verify_outputs
+
+    ref = np.zeros((1, 5), np.float32)
+    ref[0, 0] = 1.0
+    out = np.full((1, 5), np.nan, np.float32)  # arg-max of an all-NaN row is 0, like the reference's
+    result = verify_outputs([{"p": ref}], [{"p": out}], precision, "test")
+    assert result["status"] == "failed" and "non-finite" in result["problems"][0]
+    ok, problems = judge({"out": {"cosine": float("nan"), "top1_agreement": 1.0}}, precision)
+    assert not ok and "not finite" in problems[0]

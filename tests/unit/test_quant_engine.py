@@ -387,3 +387,20 @@ def test_float_ops_must_be_clearly_better_to_be_kept(metric, a, b, better):
     from deploykit.quant.engine import _clearly_better
 
     assert _clearly_better(AccuracyBudget(metric, 0.99 if metric == "cosine" else 20.0), a, b) is better
+
+
+def test_non_finite_constants_are_refused_with_the_tensor_name(tmp_path):
+    """An infinite constant would get an infinite scale and a NaN zero point, and every int8 output
+    would be NaN (issue 19, magika's Max(-inf, x)): the plan refuses it with a clear message."""
+    w = numpy_helper.from_array(np.ones((2, 2, 1, 1), np.float32), "w")
+    c = numpy_helper.from_array(np.array([-np.inf, 0.0], np.float32).reshape(1, 2, 1, 1), "minus_inf")
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["x", "minus_inf"], ["a"]), helper.make_node("Conv", ["a", "w"], ["y"])],
+        "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 4, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 4, 4])], [w, c])
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model = _prepared(_save(proto, tmp_path / "inf.onnx"))
+    samples = SampleSet({"x": np.random.default_rng(0).uniform(0.5, 1, (6, 2, 4, 4)).astype(np.float32)},
+                        graph_inputs(model))
+    with pytest.raises(DeployError, match="'minus_inf' is not finite"):
+        quantize_model(model, samples, QuantScheme(), QuantConfig(method="minmax"))

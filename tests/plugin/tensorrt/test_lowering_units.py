@@ -218,3 +218,21 @@ def test_nano_refuses_int8_with_reason():
     nano.check_precision("fp16")
     orin = reg.backend_for(reg.target("jetson-orin-nano"))(reg.target("jetson-orin-nano"))
     orin.check_precision("int8")
+
+
+def test_lowering_drops_default_attributes_the_older_opset_lacks():
+    """PyTorch writes Reshape-14 with an explicit allowzero=0; TensorRT 8.2's opset-13 parser (and
+    onnx.checker at 13) reject the unknown attribute (issue 19: every opset >= 14 model on jetson-nano)."""
+    g = helper.make_graph(
+        [helper.make_node("Reshape", ["x", "shape"], ["y"], name="reshape", allowzero=0)], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])], [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 2])],
+        [numpy_helper.from_array(np.asarray([2, 2], np.int64), "shape")])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    lowered, problems = opset.lower_opset(model, 13)
+    assert problems == {} and opset.opset_of(lowered) == 13
+    assert [a.name for a in lowered.graph.node[0].attribute] == []
+    onnx.checker.check_model(lowered, full_check=True)
+    allow = onnx.ModelProto()
+    allow.CopyFrom(model)
+    allow.graph.node[0].attribute[0].i = 1
+    assert list(opset.lower_opset(allow, 13)[1]) == ["reshape"]

@@ -94,3 +94,16 @@ def test_padded_max_pool_after_relu_pads_with_zeros(tmp_path, relu):
     ops = tflite_ops(tmp_path / "out")
     assert ("PAD" in ops and "PADV2" not in ops) if relu else "PADV2" in ops, ops
     assert (report(tmp_path / "out")["backend_report"]["xnnpack"]["undelegated"] == {}) is relu
+
+
+def test_delegation_report_handles_undelegated_ops_with_several_outputs(tmp_path):
+    """A SPLIT into 5 outputs is not delegated; its outputs list is a numpy array, which made the
+    check fail ("truth value of an array") and the report say "not checked" (issue 19)."""
+    nodes = [helper.make_node("Split", ["x"], [f"s{i}" for i in range(5)], axis=1, num_outputs=5)]
+    nodes += [helper.make_node("Mul", [f"s{i}", f"s{(i + 1) % 5}"], [f"y{i}"]) for i in range(5)]
+    path = model(tmp_path / "m.onnx", nodes, {"x": [1, 10, 4]}, {f"y{i}": [1, 2, 4] for i in range(5)}, opset=18)
+    build(path, tmp_path / "out")
+    rep = report(tmp_path / "out")
+    x = rep["backend_report"].get("xnnpack")
+    assert x is not None, rep["notes"]
+    assert x["undelegated"].get("SPLIT") == 1 and any(e.startswith("SPLIT -> ") for e in x["examples"]), x

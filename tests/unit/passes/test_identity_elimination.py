@@ -72,3 +72,48 @@ def test_expand_that_shapes_its_readers_output_stays(consumer, target):
     proto = make_model(nodes, [("x", [2, 8])], [("y", target)], [init("shape", np.array(target, np.int64))])
     model, modified = apply(IdentityEliminationPass, proto)
     assert "Expand" in op_types(model)
+
+
+def test_identity_returning_an_outer_scope_value_from_an_if_branch_stays():
+    """An If branch whose output is an Identity of an outer value (torch's
+    ``return x if c else y``): removing it would make the branch return the outer value directly,
+    which ONNX Runtime refuses to load (issue 19, openWakeWord models)."""
+    then_b = helper.make_graph([helper.make_node("Sigmoid", ["p"], ["t"])], "then", [],
+                               [helper.make_tensor_value_info("t", 1, [1, 2])])
+    else_b = helper.make_graph([helper.make_node("Identity", ["p"], ["e"])], "else", [],
+                               [helper.make_tensor_value_info("e", 1, [1, 2])])
+    nodes = [
+        helper.make_node("Relu", ["x"], ["p"]),
+        helper.make_node("ReduceSum", ["p"], ["s"], keepdims=0),
+        helper.make_node("Greater", ["s", "zero"], ["c"]),
+        helper.make_node("If", ["c"], ["y"], then_branch=then_b, else_branch=else_b),
+    ]
+    proto = make_model(nodes, [("x", [1, 2])], [("y", [1, 2])], [init("zero", np.array(0.0, np.float32))])
+    model, _ = apply(IdentityEliminationPass, proto)
+    if_node = next(n for n in model.graph if n.op_type == "If")
+    assert [n.op_type for n in if_node.attributes["else_branch"].value] == ["Identity"]
+    for x in (np.array([[1.0, 2.0]], np.float32), np.array([[-1.0, -2.0]], np.float32)):
+        assert_same_outputs(proto, model, {"x": x})
+
+
+def test_max_with_minus_inf_and_min_with_plus_inf_are_removed():
+    """JAX's softmax ``Max(-inf, ReduceMax(x))`` (magika): the infinite constant is folded away."""
+    nodes = [
+        helper.make_node("ReduceMax", ["x"], ["m"], axes=[1], keepdims=1),
+        helper.make_node("Max", ["ninf", "m"], ["a"]),
+        helper.make_node("Min", ["a", "pinf"], ["b"]),
+        helper.make_node("Sub", ["x", "b"], ["y"]),
+    ]
+    proto = make_model(nodes, [("x", [2, 5])], [("y", [2, 5])],
+                       [init("ninf", np.array([-np.inf], np.float32)), init("pinf", np.array(np.inf, np.float32))])
+    model, modified = apply(IdentityEliminationPass, proto)
+    assert modified and op_types(model) == ["ReduceMax", "Sub"]
+    assert_same_outputs(proto, model)
+
+
+def test_max_with_a_finite_or_broadcasting_constant_stays():
+    nodes = [helper.make_node("Max", ["x", "c"], ["a"]), helper.make_node("Max", ["a", "big"], ["y"])]
+    proto = make_model(nodes, [("x", [1, 3])], [("y", [2, 3])],
+                       [init("c", np.array([0.0], np.float32)), init("big", np.full((2, 3), -np.inf, np.float32))])
+    model, modified = apply(IdentityEliminationPass, proto)
+    assert not modified and op_types(model) == ["Max", "Max"]
