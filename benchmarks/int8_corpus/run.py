@@ -128,7 +128,11 @@ class Bench:
     def score(self, task, ev_result: dict, fp32: dict, evals: list[dict]) -> dict:
         if "error" in ev_result:
             return {"error": ev_result["error"]}
-        return {ev["name"]: task.score(ev_result["summaries"][ev["name"]], fp32[ev["name"]], ev["labels"]) for ev in evals}
+        out = {}
+        for ev in evals:
+            m = task.score(ev_result["summaries"][ev["name"]], fp32[ev["name"]], ev["labels"])
+            out[ev["name"]] = {k: (float(v) if isinstance(v, (float, np.floating)) else v) for k, v in m.items()}
+        return out
 
     # ------------------------------------------------------------ deploykit
     def build(self, case: C.Case, model: Path, model_sha: str, target: str, cal: dict) -> tuple[dict, Path]:
@@ -138,6 +142,8 @@ class Bench:
         rec_path = out.with_suffix(".json")
         rec = _read_json(rec_path)
         if rec and rec.get("key") == key and not self.args.rebuild and (rec["status"] == "failed" or (out / "manifest.json").exists()):
+            if rec["status"] == "failed" and Path(rec.get("log", "")).is_file():  # the current wording of the reason
+                rec["error"] = tools.failure_line({"rc": rec.get("rc", 1), "log": rec["log"]})
             return dict(rec, cached=True), out
         cmd = [sys.executable, "-m", "deploykit.cli.app", "build", str(model), "--target", target, "--precision", "int8",
                "--calibration", str(cal["path"]), "-o", str(out), "--force", *self.args.dk_args.split()]
@@ -147,7 +153,7 @@ class Bench:
                                 self.mem_mb, env=self.env)
         rec = {"key": key, "wall_s": res["wall_s"], "peak_rss_mb": res["peak_rss_mb"]}
         if res["rc"] != 0 or not (out / "manifest.json").exists():
-            rec.update(status="failed", error=tools.failure_line(res), rc=res["rc"])
+            rec.update(status="failed", error=tools.failure_line(res), rc=res["rc"], log=res["log"])
             if res.get("killed"):  # not deterministic: do not cache
                 rec["key"] = None
         else:
@@ -250,7 +256,7 @@ class Bench:
             entry["error"] = "fp32 " + fp["error"]
             return entry
         fp32 = fp["summaries"]
-        entry["fp32"] = {ev["name"]: task.score(fp32[ev["name"]], fp32[ev["name"]], ev["labels"]) for ev in evals}
+        entry["fp32"] = self.score(task, {"summaries": fp32}, fp32, evals)
         print(f"   fp32: { {k: round(v[task.primary], 3) for k, v in entry['fp32'].items()} }", flush=True)
 
         def add(row, kind, path, key):

@@ -76,10 +76,26 @@ def failure_line(res: dict) -> str:
     text = re.sub(r"\x1b\[[0-9;]*m", "", text)
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     errors = [ln for ln in lines if ln.startswith("error:")]
-    exc = [ln for ln in lines if re.match(r"^[\w.]*(Error|Exception)\b.*:", ln)]
+    exc = [i for i, ln in enumerate(lines) if re.match(r"^[\w.]*(Error|Exception)\b.*:", ln)]
     rc = res["rc"]
-    sig = f" (signal {-rc})" if rc < 0 else ""
-    line = (errors or exc or lines or [f"exit code {rc}"])[-1]
+    if rc < 0 or rc > 128:  # killed by a signal (Python reports 128 + n through a shell)
+        import signal as _signal
+
+        num = -rc if rc < 0 else rc - 128
+        try:
+            name = _signal.Signals(num).name
+        except ValueError:
+            name = str(num)
+        last = (errors or lines or ["no output"])[-1]
+        return f"crashed: signal {num} ({name}) after: {last}"[:400]
+    sig = ""
+    if errors:
+        line = errors[-1]
+    elif exc:  # the exception and the line that explains it (TensorFlow puts the reason there)
+        i = exc[-1]
+        line = lines[i] + (" " + lines[i + 1] if i + 1 < len(lines) and not lines[i + 1].startswith(("Call arguments", "File ")) else "")
+    else:
+        line = (lines or [f"exit code {rc}"])[-1]
     return (line + sig)[:400]
 
 
