@@ -4,6 +4,14 @@ The parsers live in the package (``deploykit.effect.host``), which the effect re
 
 from __future__ import annotations
 
+from deploykit.cpu import cpu_class
 from deploykit.effect.host import cpu_model, memory_gb
 
-__all__ = ["cpu_model", "memory_gb"]
+
+def cpu_class_label() -> str:
+    """e.g. ``x86-64 AVX-512 + VNNI`` or ``x86-64 AVX2 (no VNNI)``: int8 kernels of CPU runtimes
+    behave differently on these (``deploykit/cpu.py``); every benchmark header names it."""
+    return cpu_class().label
+
+
+__all__ = ["cpu_class_label", "cpu_model", "memory_gb"]

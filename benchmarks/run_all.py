@@ -23,6 +23,7 @@ BENCHMARKS = {
     "openvino": ("openvino/run.py", False),
     "tensorrt": ("tensorrt/run.py", False),
     "compress": ("compress/run.py", True),
+    "fleet": ("fleet.py", False),
     "int8_corpus": ("int8_corpus/run.py", True),
 }
 

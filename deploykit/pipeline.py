@@ -60,6 +60,8 @@ class BuildRequest:
     accuracy_budget: str | None = None
     images: Any = None  # deploykit.quant.images.ImagePreprocess for image-folder calibration
     compress: str | None = None  # --compress spec (deploykit.compress.parse_spec), None = off
+    eval_data: str | None = None  # --eval-data FILE.npz: inputs + labels, never used for calibration
+    metric: str | None = None  # --metric (deploykit.quant.task_metrics.parse_metric)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -126,6 +128,7 @@ def build(request: BuildRequest, registry: Registry | None = None, reporter: Rep
         from deploykit.compress import parse_spec
 
         compress_spec = parse_spec(request.compress)
+    task = _task_budget(request)
     quant_config = None
     if precision == "int8":
         from deploykit.quant.engine import AccuracyBudget, QuantConfig
@@ -133,11 +136,15 @@ def build(request: BuildRequest, registry: Registry | None = None, reporter: Rep
 
         if request.calibration_method not in ("auto", *METHODS):
             raise DeployError(f"unknown --calibration-method {request.calibration_method!r}; use auto, {', '.join(METHODS)}")
-        quant_config = QuantConfig(method=request.calibration_method, budget=AccuracyBudget.parse(request.accuracy_budget))
+        budget = AccuracyBudget.parse(None if task is not None else request.accuracy_budget)
+        quant_config = QuantConfig(method=request.calibration_method, budget=budget, task=task)
     extra = dict(request.extra)
     if quant_config is not None:
-        extra.update({"calibration_method": quant_config.method, "accuracy_budget": str(quant_config.budget),
+        extra.update({"calibration_method": quant_config.method,
+                      "accuracy_budget": str(task if task is not None else quant_config.budget),
                       "calibration_samples": request.calibration_samples})
+    if task is not None:
+        extra.update({"eval_data": Path(request.eval_data).name, "metric": task.metric.name})
     if compress_spec is not None:
         extra["compress"] = str(compress_spec)
     options = BuildOptions(precision=precision, input_shapes=shapes, calibration=request.calibration,
@@ -147,6 +154,13 @@ def build(request: BuildRequest, registry: Registry | None = None, reporter: Rep
         model = load_model(model_path, shapes)
         inputs, outputs = graph_inputs(model), graph_outputs(model)
         source_sha = sha256_file(model_path)
+    eval_set = None
+    if task is not None:
+        from deploykit.quant.task_metrics import load_eval_data
+
+        eval_set = load_eval_data(request.eval_data, inputs)
+        if quant_config is not None:
+            quant_config.eval_set = eval_set
     with reporter.stage("canonicalize"):
         model = passes.canonicalize(model)
         if compress_spec is None:
@@ -212,7 +226,12 @@ def build(request: BuildRequest, registry: Registry | None = None, reporter: Rep
                 reporter.warn(f"verification skipped: {reason}")
             else:
                 outs, runtime = run_bundle(work, feeds, threads=profile.threads)
-                verification = verify_outputs(refs, outs, precision, runtime)
+                verification = verify_outputs(refs, outs, precision, runtime, parts=_output_parts(model))
+                if eval_set is not None:
+                    names = [o.name for o in outputs]
+                    _verify_task(verification, task, eval_set, work, precision, profile.threads,
+                                 (lambda fs: run_reference(model_path, fs, names)) if compression is None
+                                 else (lambda fs: _reference_of(compression.model, fs, names)))
                 if verification["status"] != "passed":
                     reporter.warn("verification FAILED: " + "; ".join(verification["problems"]))
         report = {
@@ -224,6 +243,7 @@ def build(request: BuildRequest, registry: Registry | None = None, reporter: Rep
                       "nodes": len(list(model.graph)), "opset": model.opset_imports.get("", 0)},
             "support": _support_summary(support),
             "verification": verification,
+            "task_metric": verification.get("task"),
             "quantization": quant.report if quant is not None else None,
             "notes": list(ctx.notes),
             "backend_report": artifact.report,
@@ -251,6 +271,46 @@ def build(request: BuildRequest, registry: Registry | None = None, reporter: Rep
                                bundle_runs=verification.get("status") != "skipped")
             manifest = metadata()
     return BuildResult(out_dir=out_dir.absolute(), manifest=manifest, report=report)
+
+
+def _task_budget(request: BuildRequest):
+    """The task budget of ``--eval-data`` / ``--metric`` (both or neither), else None."""
+    if not request.eval_data and not request.metric:
+        return None
+    from deploykit.quant.task_metrics import METRICS, TaskBudget, parse_metric
+
+    if not request.eval_data:
+        raise DeployError(f"--metric {request.metric} needs --eval-data FILE.npz (inputs and labels; see "
+                          "docs/eval-data.md)")
+    if not request.metric:
+        raise DeployError(f"--eval-data needs --metric: one of {', '.join(METRICS)}")
+    metric = parse_metric(request.metric)
+    return TaskBudget.parse(metric, request.accuracy_budget)
+
+
+def _verify_task(verification: dict[str, Any], task, eval_set, bundle: Path, precision: str, threads,
+                 reference) -> None:
+    """The task metric of the bundle itself (its runner) against fp32 on the evaluation data; a
+    missed budget fails verification."""
+    from deploykit.quant.task_metrics import summary
+
+    refs = reference(eval_set.feeds)
+    outs, _ = run_bundle(bundle, eval_set.feeds, threads=threads)
+    fp32 = task.metric(refs, eval_set.labels, refs)
+    value = task.metric(outs, eval_set.labels, refs)
+    verification["task"] = summary(task, fp32, value, len(eval_set), precision)
+    if not verification["task"]["met"]:
+        verification["status"] = "failed"
+        verification["problems"].append(
+            f"task metric {task.metric.name}: {task.metric.format(value)} vs fp32 {task.metric.format(fp32)} "
+            f"on {len(eval_set)} evaluation samples; budget {task}")
+
+
+def _output_parts(model) -> dict[str, Any]:
+    """Outputs that concatenate branches (e.g. a detector's boxes and class scores): verified per branch."""
+    from deploykit.quant.parts import find_concat_tails
+
+    return find_concat_tails(model)
 
 
 def _compress(model, spec, calibration: SampleSet | None, reporter: Reporter):

@@ -49,8 +49,16 @@ def run_bundle(bundle_dir: str | Path, feeds: Sequence[Mapping[str, np.ndarray]]
     return [runner.run(dict(f)) for f in feeds], str(runner.runtime)
 
 
-def judge(metrics: Mapping[str, Mapping[str, float]], precision: str) -> tuple[bool, list[str]]:
-    """Check metrics against :data:`TOLERANCES`; returns (passed, problems)."""
+# A probability part (a Sigmoid/Softmax branch of a concatenated output, e.g. a detector's class
+# scores) also passes when its most confident values keep their places.
+PART_ALTERNATIVES = {"int8": {"topk_agreement": 0.9}}
+
+
+def judge(metrics: Mapping[str, Mapping[str, Any]], precision: str) -> tuple[bool, list[str]]:
+    """Check metrics against :data:`TOLERANCES`; returns (passed, problems).
+
+    An output passes only if every part of it passes too (``metrics[out]["parts"]``): a
+    concatenated output is judged by its worst branch, never by the whole tensor alone."""
     problems = []
     for out, m in metrics.items():
         bad = m.get("nonfinite_mismatches")
@@ -61,15 +69,21 @@ def judge(metrics: Mapping[str, Mapping[str, float]], precision: str) -> tuple[b
         if nan:
             problems.append(f"output {out!r}: {', '.join(nan)} not finite")
             continue
-        misses = _misses(m, TOLERANCES.get(precision, {}))
-        if not misses:
-            continue
-        alternatives = {k: v for k, v in ALTERNATIVES.get(precision, {}).items() if isinstance(m.get(k), float)}
-        alternative_misses = _misses(m, alternatives)
-        if alternatives and not alternative_misses:
-            continue
-        problems += [f"output {out!r}: {miss}" for miss in misses + alternative_misses]
+        problems += [f"output {out!r}: {miss}" for miss in _judge_one(m, precision, ALTERNATIVES)]
+        for label, pm in (m.get("parts") or {}).items():
+            problems += [f"output {out!r} {label}: {miss}" for miss in _judge_one(pm, precision, PART_ALTERNATIVES)]
     return not problems, problems
+
+
+def _judge_one(m: Mapping[str, Any], precision: str, alternatives_table) -> list[str]:
+    misses = _misses(m, TOLERANCES.get(precision, {}))
+    if not misses:
+        return []
+    alternatives = {k: v for k, v in alternatives_table.get(precision, {}).items() if isinstance(m.get(k), float)}
+    alternative_misses = _misses(m, alternatives)
+    if alternatives and not alternative_misses:
+        return []
+    return misses + alternative_misses
 
 
 def _misses(m: Mapping[str, float], limits: Mapping[str, float]) -> list[str]:
@@ -84,9 +98,11 @@ def _misses(m: Mapping[str, float], limits: Mapping[str, float]) -> list[str]:
 
 
 def verify_outputs(
-    refs: Sequence[Mapping[str, np.ndarray]], outs: Sequence[Mapping[str, np.ndarray]], precision: str, runtime: str
+    refs: Sequence[Mapping[str, np.ndarray]], outs: Sequence[Mapping[str, np.ndarray]], precision: str, runtime: str,
+    parts: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    metrics = compare_outputs(refs, outs)
+    """``parts``: output name -> :class:`~deploykit.quant.parts.ConcatTail` (scored per branch)."""
+    metrics = compare_outputs(refs, outs, parts)
     passed, problems = judge(metrics, precision)
     return {
         "status": "passed" if passed else "failed",
@@ -96,4 +112,5 @@ def verify_outputs(
         "or": ALTERNATIVES.get(precision, {}),
         "outputs": json_safe(round_floats(metrics)),
         "problems": problems,
+        **({"output_parts": {o: t.to_json() for o, t in parts.items()}} if parts else {}),
     }

@@ -151,3 +151,40 @@ def nasty_names_model(path) -> Path:
 
 def dynamic_batch_model(path) -> Path:
     return small_cnn(path, batch="N")
+
+
+DETECTOR_ANCHORS = 64
+
+
+def yolo_like_detector(path, *, transpose: bool = False) -> Path:
+    """A YOLOv8-like head: boxes (x 320 px) and Sigmoid class scores concatenated on axis 1."""
+    rng = np.random.default_rng(3)
+    inits = [numpy_helper.from_array(rng.normal(0, 0.3, (8, 3, 3, 3)).astype(np.float32), "w0"),
+             numpy_helper.from_array(rng.normal(0, 0.3, (4, 8, 1, 1)).astype(np.float32), "wb"),
+             numpy_helper.from_array(rng.normal(0, 0.3, (3, 8, 1, 1)).astype(np.float32), "wc"),
+             numpy_helper.from_array(np.full((3, 1, 1), -2.0, np.float32), "bias_c"),
+             numpy_helper.from_array(np.array(320.0, np.float32), "px"),
+             numpy_helper.from_array(np.array([1, 4, DETECTOR_ANCHORS], np.int64), "sb"),
+             numpy_helper.from_array(np.array([1, 3, DETECTOR_ANCHORS], np.int64), "sc")]
+    nodes = [
+        helper.make_node("Conv", ["x", "w0"], ["f0"], pads=[1, 1, 1, 1], name="stem"),
+        helper.make_node("Relu", ["f0"], ["f"], name="relu"),
+        helper.make_node("Conv", ["f", "wb"], ["b0"], name="box_conv"),
+        helper.make_node("Sigmoid", ["b0"], ["b1"], name="box_sig"),
+        helper.make_node("Mul", ["b1", "px"], ["b2"], name="box_px"),
+        helper.make_node("Reshape", ["b2", "sb"], ["boxes"], name="box_flat"),
+        helper.make_node("Conv", ["f", "wc"], ["c0"], name="cls_conv"),
+        helper.make_node("Add", ["c0", "bias_c"], ["c1"], name="cls_bias"),
+        helper.make_node("Reshape", ["c1", "sc"], ["logits"], name="cls_flat"),
+        helper.make_node("Sigmoid", ["logits"], ["scores"], name="cls_sig"),
+        helper.make_node("Concat", ["boxes", "scores"], ["cat"], axis=1, name="head"),
+    ]
+    out_shape = [1, 7, DETECTOR_ANCHORS]
+    if transpose:
+        nodes.append(helper.make_node("Transpose", ["cat"], ["y"], perm=[0, 2, 1], name="to_rows"))
+        out_shape = [1, DETECTOR_ANCHORS, 7]
+    else:
+        nodes[-1].output[0] = "y"
+    graph = helper.make_graph(nodes, "det", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, out_shape)], inits)
+    return _save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)

@@ -59,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--input-shape", required=True, help="NAME:D0,D1,...")
     ap.add_argument("--method", default="MinMax", choices=["MinMax", "Entropy", "Percentile", "Distribution"])
     ap.add_argument("--activation", default="QInt8", choices=["QInt8", "QUInt8"])
+    ap.add_argument("--reduce-range", action="store_true", help="7-bit weights (ORT's advice for x86 without VNNI)")
     args = ap.parse_args(argv)
 
     t0 = time.perf_counter()
@@ -122,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
             activation_type=getattr(QuantType, args.activation),
             weight_type=QuantType.QInt8,
             calibrate_method=getattr(CalibrationMethod, args.method),
+            reduce_range=args.reduce_range,
         )
         t_end = time.perf_counter()
     rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

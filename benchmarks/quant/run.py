@@ -57,7 +57,7 @@ RESULTS = BENCH / "results"
 sys.path.insert(0, str(BENCH))
 
 from datasets import textlines as T  # noqa: E402
-from hostinfo import cpu_model, memory_gb  # noqa: E402
+from hostinfo import cpu_class_label, cpu_model, memory_gb  # noqa: E402
 
 GOAL_ACC_POINTS = 0.5  # int8 within 0.5 points of fp32
 GOAL_TIME_FACTOR = 1.5  # build time <= ORT MinMax + 50%
@@ -93,6 +93,14 @@ def model_specs(quick: bool) -> list[ModelSpec]:
 
 
 MEM_LIMIT_MB = 0.0  # set in main(): kill a subprocess whose RSS passes this (shared machine)
+EMULATE: list[str] = []  # set in main() by --emulate-cpu: QEMU command prefix for builds and evaluations
+NATIVE_BUILDS = False  # --native-builds: with --emulate-cpu, build natively (the engine is CPU-independent)
+QUICK = False
+
+
+def emulated(cmd: list[str]) -> list[str]:
+    """``cmd`` under the emulated CPU (``--emulate-cpu``), else unchanged."""
+    return [*EMULATE, *cmd] if EMULATE else cmd
 
 
 def _rss_mb(pid: int, field: str = "VmRSS") -> float:
@@ -194,6 +202,42 @@ def bundle_run_fn(bundle: Path, input_name: str) -> Callable[[np.ndarray], np.nd
     return lambda x: runner.run({input_name: x})
 
 
+def save_data(data: dict, path: Path) -> Path:
+    arrays = {"x": data["x"]}
+    if "labels" in data:
+        arrays["labels"] = np.asarray(data["labels"])
+    else:
+        arrays["texts"] = np.asarray(data["texts"], dtype=str)
+        arrays["charset"] = np.asarray(data["charset"], dtype=str)
+    np.savez(path, **arrays)
+    return path
+
+
+def load_data(path: Path) -> dict:
+    d = np.load(path, allow_pickle=False)
+    if "labels" in d:
+        return {"x": d["x"], "labels": [int(v) for v in d["labels"]]}
+    return {"x": d["x"], "texts": [str(t) for t in d["texts"]], "charset": [str(c) for c in d["charset"]]}
+
+
+def evaluate_in(spec: ModelSpec, data: dict, *, onnx_model: Path | None = None, bundle: Path | None = None,
+                native: bool = False) -> dict:
+    """Metrics of an ONNX model (onnxruntime) or a bundle (its runner): in this process, or in a
+    subprocess on the emulated CPU (``--emulate-cpu``) unless ``native`` (fp32: no int8 kernels)."""
+    if not EMULATE or native:
+        fn = ort_run_fn(onnx_model, spec.input_name) if onnx_model else bundle_run_fn(bundle, spec.input_name)
+        return evaluate(spec, fn, data)
+    path = data.get("_file")
+    cmd = [sys.executable, str(HERE / "_evaluate.py"), spec.key, str(path),
+           *(["--onnx", str(onnx_model)] if onnx_model else ["--bundle", str(bundle)]), *(["--quick"] if QUICK else [])]
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    m = measure(emulated(cmd), env=env, timeout=86400)
+    if m["rc"] != 0:
+        raise RuntimeError(_failure(m))
+    return json.loads(_last_line(m["stdout"]))
+
+
 def evaluate(spec: ModelSpec, run_fn, data: dict) -> dict:
     t0 = time.perf_counter()
     if spec.key == "ppocr_cls":
@@ -224,6 +268,8 @@ def make_data(spec: ModelSpec, work: Path) -> tuple[Path, dict, dict]:
         data = {"x": xe, "texts": texts, "charset": T.rec_charset(T.model_path(spec.file))}
     calib = work / f"{spec.key}_calib.npy"
     np.save(calib, xc)
+    if EMULATE:
+        data["_file"] = save_data(data, work / f"{spec.key}_eval.npz")
     info = {
         "calibration": {"samples": spec.n_calib, "seed": spec.calib_seed, "shape": list(xc.shape[1:]),
                         "sha256": hashlib.sha256(xc.tobytes()).hexdigest()},
@@ -246,7 +292,8 @@ def run_deploykit(spec: ModelSpec, model: Path, calib: Path, work: Path, data: d
     env["DEPLOYKIT_PLUGINS"] = "profiles,onnxruntime"
     if src is None:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-    m = measure(cmd, env=env, cwd=REPO, timeout=timeout)
+    emulate_build = EMULATE and not NATIVE_BUILDS
+    m = measure(emulated(cmd) if emulate_build else cmd, env=env, cwd=REPO, timeout=timeout * (40 if emulate_build else 1))
     row = {"method": "deploykit int8 (host)", "kind": "deploykit", "rc": m["rc"],
            "wall_s": m["wall_s"], "peak_rss_mb": m["peak_rss_mb"]}
     # the build's own stage timings (canonicalize, calibrate + quantize): the counterpart of ORT's
@@ -270,22 +317,25 @@ def run_deploykit(spec: ModelSpec, model: Path, calib: Path, work: Path, data: d
                 row["manifest_quantization"] = manifest[k]
         row["build_options"] = {k: v for k, v in (manifest.get("build_options") or {}).items()
                                 if k not in ("calibration",)}
-        row.update(evaluate(spec, bundle_run_fn(out, spec.input_name), data))
+        row.update(evaluate_in(spec, data, bundle=out))
     except Exception as e:  # noqa: BLE001 - record, keep benchmarking
         row["error"] = f"evaluation failed: {type(e).__name__}: {e}"[:400]
     return row
 
 
 def run_ort(spec: ModelSpec, model: Path, calib: Path, work: Path, data: dict, method: str,
-            act: str, timeout: float) -> dict:
-    out = work / f"{spec.key}_ort_{method}_{act}.onnx"
+            act: str, timeout: float, reduce_range: bool = False) -> dict:
+    """ORT quantize_static; its calibration runs fp32 only, so it runs natively even with --emulate-cpu
+    (the quantized model is the same on any CPU); the evaluation follows the emulation."""
+    out = work / f"{spec.key}_ort_{method}_{act}{'_rr' if reduce_range else ''}.onnx"
     shape = f"{spec.input_name}:{','.join(map(str, spec.shape))}"
     cmd = [sys.executable, str(HERE / "ort_quantize.py"), str(model), str(calib), str(out),
-           "--input-shape", shape, "--method", method, "--activation", act]
+           "--input-shape", shape, "--method", method, "--activation", act, *(["--reduce-range"] if reduce_range else [])]
     m = measure(cmd, timeout=timeout)
     w8 = {"QInt8": "S8", "QUInt8": "U8"}[act]
-    row = {"method": f"ORT QDQ {method} (act {w8}, w S8 per-channel)", "kind": "ort",
-           "ort_method": method, "activation": act, "rc": m["rc"],
+    wbits = "w S7 per-channel, reduce_range" if reduce_range else "w S8 per-channel"
+    row = {"method": f"ORT QDQ {method} (act {w8}, {wbits})", "kind": "ort",
+           "ort_method": method, "activation": act, "reduce_range": reduce_range, "rc": m["rc"],
            "wall_s": m["wall_s"], "peak_rss_mb": m["peak_rss_mb"]}
     if m["rc"] != 0 or not out.exists():
         row["error"] = _failure(m)
@@ -297,7 +347,7 @@ def run_ort(spec: ModelSpec, model: Path, calib: Path, work: Path, data: dict, m
         pass
     row["artifact_mb"] = round(out.stat().st_size / 2**20, 2)
     try:
-        row.update(evaluate(spec, ort_run_fn(out, spec.input_name), data))
+        row.update(evaluate_in(spec, data, onnx_model=out))
     except Exception as e:  # noqa: BLE001
         row["error"] = f"evaluation failed: {type(e).__name__}: {e}"[:400]
     out.unlink(missing_ok=True)
@@ -314,7 +364,7 @@ def _reusable_ort_rows(path: Path | None, entry: dict, machine: dict) -> dict:
         same = m["key"] == entry["key"] and all(
             m["data"][k]["sha256"] == entry["data"][k]["sha256"] for k in ("calibration", "evaluation"))
         if same:
-            return {(r["ort_method"], r["activation"]): dict(r, reused=True)
+            return {(r["ort_method"], r["activation"], r.get("reduce_range", False)): dict(r, reused=True)
                     for r in m["rows"] if r["kind"] == "ort" and "accuracy" in r}
     return {}
 
@@ -344,6 +394,10 @@ def goals(fp32: dict, rows: list[dict]) -> list[dict]:
     diff = (fp32["accuracy"] - acc) * 100
     add(f"accuracy within {GOAL_ACC_POINTS} pt of fp32", diff <= GOAL_ACC_POINTS + 1e-9,
         f"{acc:.4f} vs fp32 {fp32['accuracy']:.4f} ({-diff:+.2f} pt)")
+    if EMULATE:  # emulated time and memory say nothing about a real CPU
+        out.append({"goal": "calibration time / peak memory", "status": "INFO",
+                    "detail": "not judged under CPU emulation: see the native run (quant.md)"})
+        return out
     timed = [r for r in mm if r.get("total_s")]
     if timed and dk.get("total_s"):
         ref = min(r["total_s"] for r in timed)
@@ -386,7 +440,9 @@ def machine_info(cpus: list[int] | None, src: Path | None = None) -> dict:
     for p in sorted(((src or REPO) / "deploykit" / "quant").glob("*.py")):
         h.update(p.name.encode() + p.read_bytes())
     return {
-        "cpu": cpu, "logical_cores": os.cpu_count(), "pinned_cpus": len(cpus) if cpus else None,
+        "cpu": cpu, "cpu_class": cpu_class_label(), "emulated_cpu": " ".join(EMULATE[1:3]) if EMULATE else None,
+        "native_builds": NATIVE_BUILDS,
+        "logical_cores": os.cpu_count(), "pinned_cpus": len(cpus) if cpus else None,
         "memory_gb": mem, "os": f"{platform.system()} {platform.release()}", "machine": platform.machine(),
         "python": platform.python_version(), "versions": vers, "git_commit": commit,
         "deploykit_quant_sha256": h.hexdigest()[:16],
@@ -406,6 +462,12 @@ def write_markdown(res: dict, path: Path) -> None:
          *( [f"Label: **{res['label']}**.", ""] if res.get("label") else []),
          f"deploykit used: {res['deploykit_source']}.", "",
          "## Machine", "",
+         f"- CPU class: **{mi.get('cpu_class')}**"
+         + (f" (the host); every int8 model was evaluated on an **emulated** CPU: QEMU user mode `{mi['emulated_cpu']}` "
+            "(x86-64 AVX2, no VNNI). " + ("deploykit builds ran natively (the engine's simulation is exact on any CPU), "
+            if mi.get("native_builds") else "deploykit builds ran emulated too, ")
+            + "ORT's quantize_static natively (its calibration is fp32, so its model is the same on any CPU), fp32 "
+            "natively" if mi.get("emulated_cpu") else ""),
          f"- CPU: {mi['cpu']} — {mi['logical_cores']} logical cores"
          + (f", benchmark pinned to {mi['pinned_cpus']} CPU(s)" if mi["pinned_cpus"] else ""),
          f"- Memory: {mi['memory_gb']} GB; {mi['os']} {mi['machine']}; Python {mi['python']}",
@@ -491,7 +553,25 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=None, help="output stem (default benchmarks/results/quant"
                     "[_quick])")
     ap.add_argument("--keep", type=Path, default=None, help="keep calibration data / bundles in this folder")
+    ap.add_argument("--reduce-range", action="store_true", help="also run every ORT configuration with "
+                    "reduce_range=True (7-bit weights, ORT's advice for x86 CPUs without VNNI)")
+    ap.add_argument("--emulate-cpu", default=None, metavar="QEMU_CPU", help="build and evaluate on an emulated "
+                    "x86 CPU (qemu-x86_64-static -cpu QEMU_CPU, e.g. Haswell: AVX2 without VNNI); writes "
+                    "quant_<cpu>.{json,md}; time/memory goals are not judged")
+    ap.add_argument("--native-builds", action="store_true", help="with --emulate-cpu: run the deploykit builds "
+                    "natively (its simulation is exact on any CPU, tests/e2e/test_cpu_classes.py) and emulate only "
+                    "the evaluation of int8 models")
     args = ap.parse_args(argv)
+    global EMULATE, QUICK, NATIVE_BUILDS
+    QUICK = args.quick
+    NATIVE_BUILDS = args.native_builds
+    if args.emulate_cpu:
+        qemu = shutil.which("qemu-x86_64-static") or shutil.which("qemu-x86_64")
+        if qemu is None:
+            print("error: --emulate-cpu needs qemu-x86_64-static (Debian: apt-get install qemu-user-static)",
+                  file=sys.stderr)
+            return 2
+        EMULATE = [qemu, "-cpu", args.emulate_cpu]
 
     cpus = None
     if args.cpus and hasattr(os, "sched_setaffinity"):
@@ -508,7 +588,8 @@ def main(argv: list[str] | None = None) -> int:
     acts = (args.activations or ("QInt8" if args.quick else "QInt8,QUInt8")).split(",")
     methods = [] if args.no_ort else [m for m in args.methods.split(",") if m]
     wanted = set(args.models.split(","))
-    stem = args.out or (RESULTS / ("quant_quick" if args.quick else "quant"))
+    stem = args.out or (RESULTS / ("quant" + (f"_{args.emulate_cpu.lower()}" if args.emulate_cpu else "")
+                                   + ("_quick" if args.quick else "")))
 
     if args.keep:
         work = args.keep
@@ -544,22 +625,22 @@ def main(argv: list[str] | None = None) -> int:
             entry = {"key": spec.key, "file": spec.file, "size_mb": round(model.stat().st_size / 2**20, 2),
                      "input_shape": f"{spec.input_name}:{','.join(map(str, spec.shape))}",
                      "metric": spec.metric, "data": info, "rows": []}
-            entry["fp32"] = evaluate(spec, ort_run_fn(model, spec.input_name), data)
+            entry["fp32"] = evaluate_in(spec, data, onnx_model=model, native=True)
             print(f"   fp32: {entry['fp32']}", flush=True)
             row = run_deploykit(spec, model, calib, work, data, args.timeout, args.deploykit_src)
             entry["rows"].append(row)
             print(f"   deploykit: { {k: v for k, v in row.items() if k not in ('build_options', 'manifest_quantization')} }",
                   flush=True)
             reused = _reusable_ort_rows(args.reuse_ort, entry, res["machine"])
-            for act in acts:
-                for method in methods:
-                    # MinMax is always re-run: the time goal compares against it within one run
-                    row = None if method == "MinMax" else reused.get((method, act))
-                    if row is None:
-                        row = run_ort(spec, model, calib, work, data, method, act, args.timeout)
-                    entry["rows"].append(row)
-                    print(f"   {row['method']}: acc={row.get('accuracy')} wall={row['wall_s']}s "
-                          f"rss={row['peak_rss_mb']}MB {row.get('error', '')}", flush=True)
+            configs = [(a, m, rr) for a in acts for m in methods for rr in ((False, True) if args.reduce_range else (False,))]
+            for act, method, rr in configs:
+                # MinMax is always re-run: the time goal compares against it within one run
+                row = None if method == "MinMax" else reused.get((method, act, rr))
+                if row is None:
+                    row = run_ort(spec, model, calib, work, data, method, act, args.timeout, reduce_range=rr)
+                entry["rows"].append(row)
+                print(f"   {row['method']}: acc={row.get('accuracy')} wall={row['wall_s']}s "
+                      f"rss={row['peak_rss_mb']}MB {row.get('error', '')}", flush=True)
             entry["goals"] = goals(entry["fp32"], entry["rows"]) if methods else []
             res["models"].append(entry)
             # write after every model so a long run leaves partial results

@@ -11,6 +11,7 @@ from deploykit.cli.docker_cmd import package_command
 from deploykit.cli.doctor_cmd import doctor_command
 from deploykit.cli.inspect_cmd import inspect_command
 from deploykit.cli.optimize_cmd import optimize_command
+from deploykit.cli.project_cmd import cache_app
 from deploykit.cli.run_cmd import run_command, verify_command
 from deploykit.cli.targets_cmd import targets_command
 
@@ -34,6 +35,7 @@ app.command("doctor")(doctor_command)
 app.command("package")(package_command)
 app.command("optimize")(optimize_command)
 app.command("compare")(compare_command)
+app.add_typer(cache_app, name="cache")
 
 
 def _version(value: bool) -> None:

@@ -8,14 +8,17 @@ from typing import Optional
 import typer
 
 from deploykit.cli.common import DebugOption, JsonOption, RichReporter, cli_errors, err_console, print_json
+from deploykit.cli.project_cmd import ExecutorOption, JobsOption, KeepGoingOption, ProjectOption, RebuildOption
 from deploykit.pipeline import BuildRequest, build
 
 
 @cli_errors
 def build_command(
     ctx: typer.Context,
-    model: Path = typer.Argument(..., help="The ONNX model file.", show_default=False),
-    target: str = typer.Option(..., "--target", "-t", help="Target device profile (see 'deploykit targets')."),
+    model: Optional[list[str]] = typer.Argument(
+        None, help="The ONNX model file; or, in a project (deploykit.toml), nothing for the whole matrix or "
+        "MODEL[:TARGET[:PRECISION]] names from it.", show_default=False, metavar="MODEL|NAMES"),
+    target: Optional[str] = typer.Option(None, "--target", "-t", help="Target device profile (see 'deploykit targets'); required with a model file."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Bundle folder [default: ./MODEL-TARGET-PRECISION]."),
     precision: Optional[str] = typer.Option(None, "--precision", "-p", help="fp32, fp16 or int8 [default: the target's]."),
     input_shape: list[str] = typer.Option([], "--input-shape", help="Pin dynamic dims: NAME:D0,D1,... (repeat per input)."),
@@ -38,6 +41,15 @@ def build_command(
         None, "--accuracy-budget",
         help="int8 accuracy to keep vs fp32 on every output: cosine=0.99 (the default) or e.g. sqnr=25 (dB). "
         "Layers fall back to float until it holds, where the target allows mixed precision."),
+    eval_data: Optional[Path] = typer.Option(
+        None, "--eval-data",
+        help="Evaluation data with labels (.npz: one array per input + 'labels'), never used for calibration: "
+        "the task metric (--metric) drives int8 method choice and float fallback and is reported fp32 vs the bundle."),
+    metric: Optional[str] = typer.Option(
+        None, "--metric",
+        help="Task metric on --eval-data: top1, topk:K, argmax[:AXIS], ctc[:BLANK], detection (YOLOv8-style output), "
+        "sqnr, or FILE.py:FUNCTION ((outputs, labels) -> float). With it, --accuracy-budget is the largest drop "
+        "allowed, e.g. top1=-0.5 (points) [default: 0.5 points; sqnr: 25 dB]."),
     compress: Optional[str] = typer.Option(
         None, "--compress",
         help="Compress before lowering: 'auto', KEY=VALUE pairs (prune=0.3,lowrank=auto,cluster=64,sparsity=0.5,"
@@ -50,10 +62,29 @@ def build_command(
     dry_run: bool = typer.Option(False, "--dry-run", help="With --docker: write the image context, print the docker commands, build nothing."),
     docker_context: Optional[Path] = typer.Option(
         None, "--docker-context", help="With --docker: folder for the generated Dockerfile [default: OUTPUT/../.deploykit-docker/BACKEND]."),
+    jobs: Optional[int] = JobsOption,
+    keep_going: bool = KeepGoingOption,
+    rebuild: bool = RebuildOption,
+    executor: Optional[str] = ExecutorOption,
+    project: Optional[Path] = ProjectOption,
     json_out: bool = JsonOption,
     debug: bool = DebugOption,
 ) -> None:
-    """Build MODEL into a verified, ready-to-run bundle for a TARGET device."""
+    """Build MODEL into a verified, ready-to-run bundle for a TARGET device.
+
+    Without a model file: build the project's matrix (deploykit.toml) into dist/, incrementally.
+    """
+    from deploykit.cli.project_cmd import build_project, is_project_build, reject_project_options
+
+    if is_project_build(model):
+        build_project(ctx)
+        return
+    reject_project_options(ctx)
+    model = Path(model[0])
+    if target is None:
+        from deploykit.errors import DeployError
+
+        raise DeployError("--target is required with a model file, e.g. --target rpi4 (see 'deploykit targets')")
     if docker or dry_run or platform or docker_context:
         from deploykit.cli.docker_cmd import build_in_docker
 
@@ -86,7 +117,7 @@ def build_command(
         BuildRequest(model=model, target=target, output=output, precision=precision, input_shapes=list(input_shape),
                      calibration=calibration, force=force, io=io, calibration_samples=calibration_samples,
                      calibration_method=calibration_method, accuracy_budget=accuracy_budget, images=images,
-                     compress=compress),
+                     compress=compress, eval_data=str(eval_data) if eval_data else None, metric=metric),
         reporter=reporter,
     )
     verification = result.manifest["verification"]
@@ -100,6 +131,19 @@ def build_command(
         raise typer.Exit(4)
 
 
+def metric_cells(name: str, v: dict) -> list:
+    """Table cells of one output's (or part's) verification metrics; names are text, never markup."""
+    from rich.text import Text
+
+    agree = v.get("top1_agreement")
+    agree_text = "" if agree is None else f"{agree:.2%}"
+    if agree is None and v.get("topk_agreement") is not None:
+        agree_text = f"{v['topk_agreement']:.2%} top-k"
+    sqnr = v["sqnr_db"]
+    return [Text(name), f"{v['max_abs_error']:.3g}", f"{v['rel_max_abs_error']:.3g}", f"{v['cosine']:.6f}",
+            str(sqnr) if isinstance(sqnr, str) else f"{sqnr:.1f}", agree_text]
+
+
 def _print_summary(result, verification) -> None:
     from rich.table import Table
 
@@ -110,10 +154,9 @@ def _print_summary(result, verification) -> None:
         for col in ("output", "max abs err", "rel. to range", "cosine", "SQNR dB", "top-1"):
             table.add_column(col, justify="right" if col != "output" else "left")
         for name, v in verification["outputs"].items():
-            top1 = v.get("top1_agreement")
-            table.add_row(name, f"{v['max_abs_error']:.3g}", f"{v['rel_max_abs_error']:.3g}", f"{v['cosine']:.6f}",
-                          str(v["sqnr_db"]) if isinstance(v["sqnr_db"], str) else f"{v['sqnr_db']:.1f}",
-                          "" if top1 is None else f"{top1:.2%}")
+            table.add_row(*metric_cells(name, v))
+            for label, pv in (v.get("parts") or {}).items():  # a concatenated output, branch by branch
+                table.add_row(*metric_cells(f"  {label}", pv))
         err_console.print(table)
     c = (result.report or {}).get("compression")
     if c:
@@ -127,6 +170,16 @@ def _print_summary(result, verification) -> None:
         err_console.print(f"int8: range method {q['range_method']}, budget {q['budget']} {met}, "
                           f"{len(q['fallback_layers'])} layer(s) in float, bias correction "
                           f"{'on' if q['bias_correction'] else 'off'}, {q['cross_layer_equalization']} equalized conv pairs")
+    t = verification.get("task")
+    if t:
+        from deploykit.quant.task_metrics import parse_metric_unit_format
+
+        fmt = parse_metric_unit_format(t["unit"])
+        prec = m["precision"]
+        delta = "" if t.get("delta") is None else f" ({t['delta']:+.2f}{' pt' if t['unit'] == 'fraction' else ''})"
+        err_console.print(f"task metric {t['metric']} on {t['samples']} evaluation samples: fp32 {fmt(t['fp32'])}, "
+                          f"{prec} {fmt(t[prec])}{delta}; budget {t['budget']}: {'met' if t['met'] else 'MISSED'}",
+                          markup=False, highlight=False)
     status = verification.get("status")
     style = {"passed": "green", "failed": "red", "skipped": "yellow"}.get(status, "")
     err_console.print(f"[{style}]verification {status}[/]" if style else f"verification {status}")

@@ -99,15 +99,21 @@ def verify_command(
         outs, runtime = run_bundle(bundle, feeds)
     except ImportError as e:
         raise DeployError(f"the bundle's runtime is not installed here: {e}; pip install -r {bundle}/requirements.txt") from e
-    result = verify_outputs(refs, outs, manifest["precision"], runtime)
+    from deploykit.quant.parts import ConcatTail
+
+    stored_parts = (manifest.get("verification") or {}).get("output_parts") or {}
+    parts = {o: ConcatTail.from_json(d) for o, d in stored_parts.items()}
+    result = verify_outputs(refs, outs, manifest["precision"], runtime, parts=parts)
     result["files_checked"] = len(manifest["files"])
     if json_out:
         print_json(result)
     else:
         out_console.print(f"{result['files_checked']} files match their sha256", markup=False)
         for name, m in result["outputs"].items():
-            out_console.print(f"{name}: max abs err {m['max_abs_error']:.3g}, cosine {m['cosine']:.6f}, SQNR {m['sqnr_db']} dB",
-                              markup=False, highlight=False)
+            rows = [(name, m)] + [(f"{name} {label}", pm) for label, pm in (m.get("parts") or {}).items()]
+            for label, v in rows:
+                out_console.print(f"{label}: max abs err {v['max_abs_error']:.3g}, cosine {v['cosine']:.6f}, "
+                                  f"SQNR {v['sqnr_db']} dB", markup=False, highlight=False)
         out_console.print(f"verification {result['status']} ({runtime})", markup=False)
     if result["status"] != "passed":
         raise DeployError("verification failed: " + "; ".join(result["problems"]))

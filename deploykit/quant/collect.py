@@ -98,9 +98,12 @@ def collect_statistics(
     Schemes that quantize only some ops need statistics of only the tensors those ops read;
     observing just these makes the calibration run faster and lighter.
 
-    Returns ``(observers, eval_feeds, eval_reference_outputs)``; the eval part is the first
-    ``eval_count`` samples with the fp32 model's outputs (plus the ``extra_refs`` tensors, e.g.
-    the logits under a Softmax output), used to score quantized candidates.
+    Returns ``(observers, eval_feeds, eval_reference_outputs)``; the eval part is ``eval_count``
+    samples spread over the set with the fp32 model's outputs (plus the ``extra_refs`` tensors,
+    e.g. the logits under a Softmax output), used to score quantized candidates. When the set has
+    at least three times as many samples, the eval samples are held out of the statistics: a range
+    method is then chosen on samples it was not fitted to. Each observer also records its range
+    after half of the observed samples (``half_range``), to tell whether ranges still grow.
     """
     import onnxruntime as ort
 
@@ -130,6 +133,10 @@ def collect_statistics(
                  for k, n in enumerate(acts)}
     eval_feeds, eval_refs = [], []
     total = len(samples)
+    picks = eval_indices(total, eval_count)
+    held_out = picks if total >= 3 * len(picks) else set()
+    half = (total - len(held_out)) // 2
+    observed = 0
     # Several samples' tensors are observed at once (fewer, larger numpy calls), within a memory cap.
     buffers: dict[str, list[np.ndarray]] = {n: [] for n in observers}
     buffered = 0
@@ -153,6 +160,20 @@ def collect_statistics(
     for k, feed in enumerate(_iter(samples)):
         values = sess.run(out_names, {n: v for n, v in feed.items() if n in want_inputs})
         by_name = dict(zip(out_names, values))
+        if k in picks:
+            eval_feeds.append(feed)
+            eval_refs.append({o: np.asarray(by_name[o]) for o in ref_names})
+        if k in held_out:
+            if progress:
+                progress(k + 1, total)
+            del values, by_name
+            continue
+        if observed == half and half > 0:
+            flush()
+            buffered = 0
+            for obs in observers.values():
+                obs.half_range = (obs.lo, obs.hi)
+        observed += 1
         for name in observers:
             v = by_name.get(name)
             if v is None:
@@ -163,14 +184,36 @@ def collect_statistics(
         if buffered > BUFFER_BYTES:
             flush()
             buffered = 0
-        if k < eval_count:
-            eval_feeds.append(feed)
-            eval_refs.append({o: np.asarray(by_name[o]) for o in ref_names})
         if progress:
             progress(k + 1, total)
         del values, by_name  # release this sample's tensors before the next run allocates its own
     flush()
     return observers, eval_feeds, eval_refs
+
+
+def eval_indices(total: int, count: int) -> set[int]:
+    """``count`` sample indices spread evenly over ``total`` (the first samples of a set are often
+    alike: one recording, one document)."""
+    if total <= 0 or count <= 0:
+        return set()
+    if count >= total:
+        return set(range(total))
+    return {int(i) for i in np.linspace(0, total - 1, count).round()}
+
+
+def range_growth(observers: dict[str, TensorObserver]) -> list[tuple[str, float]]:
+    """(tensor, relative growth of its range width in the second half of the samples), for
+    tensors observed in both halves; large values mean the set has not yet seen what the model
+    will see."""
+    grown = []
+    for name, obs in observers.items():
+        half = getattr(obs, "half_range", None)
+        if half is None or not np.isfinite(half[0]) or not np.isfinite(half[1]):
+            continue
+        before, after = half[1] - half[0], obs.hi - obs.lo
+        if before > 0:
+            grown.append((name, float(after / before - 1.0)))
+    return grown
 
 
 def _iter(samples: SampleSet) -> Iterable[dict[str, np.ndarray]]:

@@ -8,6 +8,7 @@ the most sensitive layers until the budget holds.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import re
@@ -24,7 +25,8 @@ from deploykit.errors import DeployError
 from deploykit.ir.names import fresh_name
 from deploykit.quant.calibration import SampleSet
 from deploykit.quant.collect import GraphIndex, collect_statistics
-from deploykit.quant.metrics import RunningComparison
+from deploykit.quant.metrics import PartComparison, RunningComparison
+from deploykit.quant.parts import ConcatTail, find_concat_tails
 from deploykit.quant.observers import TensorObserver
 from deploykit.quant.params import QuantParams
 from deploykit.quant.plan import QuantPlan, _node_key, build_plan, observed_tensors, quantizable_inputs
@@ -33,7 +35,7 @@ from deploykit.quant.qdq import build_qdq_model, int8_outputs, with_score_output
 from deploykit.quant.roles import WEIGHT_OPS
 from deploykit.quant.scheme import QuantScheme
 
-MIN_CALIBRATION_SAMPLES = 8
+MIN_CALIBRATION_SAMPLES = 8  # below this: a warning before anything else
 # Range methods ``auto`` simulates. Entropy (KL) is left to an explicit --calibration-method: it
 # never won on the benchmark models and clipped a recognizer's logits into uselessness.
 AUTO_METHODS = ("minmax", "percentile", "mse")
@@ -61,10 +63,12 @@ class AccuracyBudget:
             raise DeployError(f"--accuracy-budget cosine must be in (0, 1], got {value}")
         return cls(metric, value)
 
-    def score(self, metrics: dict[str, dict[str, float]]) -> float:
-        """The worst output's value of the budget's metric."""
+    def score(self, metrics: dict[str, dict[str, Any]]) -> float:
+        """The worst value of the budget's metric over every output and every part of an output
+        (a concatenated output is as good as its worst branch)."""
         key = "sqnr_db" if self.metric == "sqnr" else "cosine"
         values = [m[key] for m in metrics.values()]
+        values += [pm[key] for m in metrics.values() for pm in (m.get("parts") or {}).values()]
         return min(values) if values else math.inf
 
     def met(self, metrics: dict[str, dict[str, float]]) -> bool:
@@ -85,6 +89,10 @@ class QuantConfig:
     eval_samples: int = 8
     max_fallback_fraction: float = 0.25
     max_fallback_layers: int = 64
+    # --eval-data / --metric: a deploykit.quant.task_metrics.TaskBudget and EvalSet; when set, they
+    # drive the method choice and the fallback search instead of ``budget``
+    task: Any = None
+    eval_set: Any = None
 
 
 @dataclass
@@ -98,6 +106,8 @@ class QuantResult:
     :ivar qdq_model: the QDQ ONNX model (fake-quant simulation; int8 artifact for QDQ backends).
     :ivar metrics: output metrics of the chosen configuration on the engine's eval samples.
     :ivar report: the per-layer table and search log for report.json.
+    :ivar joins: graph output -> :class:`ConcatTail` whose branches the runner joins in float
+        (targets with ``QuantScheme.join_outputs``); its nodes are not in ``fallback``.
     """
 
     model: ir.Model
@@ -109,6 +119,7 @@ class QuantResult:
     budget_met: bool
     report: dict[str, Any]
     timing: dict[str, float] = field(default_factory=dict)
+    joins: dict[str, ConcatTail] = field(default_factory=dict)
 
 
 def simulation_session(model: onnx.ModelProto):
@@ -129,16 +140,37 @@ def simulation_session(model: onnx.ModelProto):
     return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
 
 
-def evaluate(model: onnx.ModelProto, feeds: list[dict[str, np.ndarray]], refs: list[dict[str, np.ndarray]]) -> dict[str, dict[str, float]]:
-    """Output metrics of ``model`` against fp32 reference outputs."""
+def evaluate(model: onnx.ModelProto, feeds: list[dict[str, np.ndarray]], refs: list[dict[str, np.ndarray]],
+             parts: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
+    """Output metrics of ``model`` against fp32 reference outputs; outputs in ``parts`` (name ->
+    :class:`~deploykit.quant.parts.ConcatTail`) also per branch (``metrics[name]["parts"]``)."""
+    return evaluate_subsets(model, feeds, refs, parts)[0]
+
+
+def evaluate_subsets(model: onnx.ModelProto, feeds, refs, parts: dict[str, Any] | None = None,
+                     subsets: int = 1) -> list[dict[str, dict[str, Any]]]:
+    """Like :func:`evaluate`, in one pass: ``[all samples, subset 1, ..., subset n]`` where sample i
+    is in subset ``i % subsets`` (only ``[all]`` when ``subsets`` is 1)."""
     sess = simulation_session(model)
     names = list(refs[0])
     wanted = {i.name for i in sess.get_inputs()}
-    running = {n: RunningComparison() for n in names}
-    for feed, ref in zip(feeds, refs):
+    groups = 1 + (subsets if subsets > 1 else 0)
+    running = [{n: RunningComparison() for n in names} for _ in range(groups)]
+    split = [{n: PartComparison(parts[n]) for n in names if parts and n in parts} for _ in range(groups)]
+    for i, (feed, ref) in enumerate(zip(feeds, refs)):
+        targets = [0] + ([1 + i % subsets] if groups > 1 else [])
         for n, out in zip(names, sess.run(names, {k: v for k, v in feed.items() if k in wanted})):
-            running[n].add(ref[n], out)
-    return {n: c.result() for n, c in running.items()}
+            for g in targets:
+                running[g][n].add(ref[n], out)
+                if n in split[g] and not split[g][n].add(ref[n], out):
+                    del split[g][n]
+    results = []
+    for g in range(groups):
+        result: dict[str, dict[str, Any]] = {n: c.result() for n, c in running[g].items()}
+        for n, c in split[g].items():
+            result[n]["parts"] = c.result()
+        results.append(result)
+    return results
 
 
 # Graph outputs computed by these ops from a float tensor are scored on that tensor (the logits):
@@ -159,6 +191,64 @@ def score_tensors(index: GraphIndex) -> dict[str, str]:
     return scored
 
 
+TASK_KEY = "__task__"  # pseudo-output carrying the task metric through the judge's metrics
+
+
+class _TaskEvaluator:
+    """Runs a candidate on the user's evaluation data and computes the task metric: on all of it,
+    then on each interleaved half (for the method ranking)."""
+
+    def __init__(self, eval_set, metric, output_names: list[str]):
+        self.eval_set, self.metric, self.names = eval_set, metric, output_names
+        self.refs = None
+        self.fp32 = math.nan
+
+    def run(self, model: onnx.ModelProto) -> list[dict[str, np.ndarray]]:
+        sess = simulation_session(model)
+        wanted = {i.name for i in sess.get_inputs()}
+        return [dict(zip(self.names, sess.run(self.names, {k: v for k, v in f.items() if k in wanted})))
+                for f in self.eval_set.feeds]
+
+    def values(self, outs: list[dict[str, np.ndarray]]) -> list[float]:
+        n = len(outs)
+        result = [self.metric(outs, self.eval_set.labels, self.refs)]
+        if n >= 4:
+            for half in (0, 1):
+                idx = list(range(half, n, 2))
+                labels = {k: v[idx] for k, v in self.eval_set.labels.items()}
+                result.append(self.metric([outs[i] for i in idx], labels,
+                                          [self.refs[i] for i in idx] if self.refs is not None else None))
+        return result
+
+    def start(self, fp32_model: onnx.ModelProto) -> float:
+        self.refs = self.run(fp32_model)
+        self.fp32 = self.values(self.refs)[0]
+        return self.fp32
+
+    def evaluate(self, qdq: onnx.ModelProto) -> list[float]:
+        return self.values(self.run(qdq))
+
+
+class TaskAccuracyBudget:
+    """The :class:`AccuracyBudget` interface over a task metric (``--eval-data`` + ``--metric``):
+    a candidate's score is its task value, the budget holds when it is within the allowed drop
+    of fp32's value."""
+
+    metric = "task"
+
+    def __init__(self, task, fp32: float):
+        self.task, self.fp32 = task, fp32
+
+    def score(self, metrics: dict[str, dict[str, Any]]) -> float:
+        return metrics[TASK_KEY]["value"]
+
+    def met(self, metrics: dict[str, dict[str, Any]]) -> bool:
+        return self.task.met(self.score(metrics), self.fp32)
+
+    def __str__(self) -> str:
+        return str(self.task)
+
+
 class _Judge:
     """Scores a quantized candidate on the eval samples: the budget's metric per graph output,
     taken on the logits for probability outputs (see :data:`PROBABILITY_OPS`). Candidates are
@@ -169,14 +259,17 @@ class _Judge:
     A full-integer runtime hands int8 logits to a float Softmax, so there the logits are scored
     after fake quantization with their own parameters."""
 
-    def __init__(self, index: GraphIndex, feeds, refs, scored: dict[str, str]):
+    def __init__(self, index: GraphIndex, feeds, refs, scored: dict[str, str], parts: dict[str, ConcatTail] | None = None):
         self.index, self.feeds = index, feeds
+        self.parts = dict(parts or {})
         taken = set(index.producer) | set(index.graph_inputs) | set(index.initializers)
         self.names = {out: fresh_name(taken, f"{logits}_scored") for out, logits in scored.items()}
         self.scored = scored
         self.refs = [{**{o: r[o] for o in index.graph_outputs},
                       **{self.names[o]: r[logits] for o, logits in scored.items()}} for r in refs]
         self.outputs: dict[int, dict[str, dict[str, float]]] = {}
+        self.subsets: dict[int, list[dict[str, dict[str, Any]]]] = {}  # scored metrics of each half
+        self.task: _TaskEvaluator | None = None
 
     def met(self, budget: AccuracyBudget, qdq: onnx.ModelProto) -> bool:
         """Whether a candidate scored before meets ``budget`` on the graph outputs."""
@@ -188,9 +281,21 @@ class _Judge:
         if self.scored:
             model = with_score_outputs(qdq, plan, {v: self.names[o] for o, v in self.scored.items()},
                                        int8_outputs(self.index.model.graph, plan))
-        metrics = evaluate(model, self.feeds, self.refs)
+        every = evaluate_subsets(model, self.feeds, self.refs, self.parts, subsets=2 if len(self.feeds) >= 4 else 1)
+        metrics = every[0]
         self.outputs[id(qdq)] = {o: metrics[o] for o in self.index.graph_outputs}
-        return {o: metrics[self.names[o]] if o in self.names else metrics[o] for o in self.index.graph_outputs}
+        scored = [{o: m[self.names[o]] if o in self.names else m[o] for o in self.index.graph_outputs} for m in every]
+        if self.task is not None:
+            values = self.task.evaluate(qdq)
+            self.outputs[id(qdq)][TASK_KEY] = {"value": values[0]}
+            for m, v in zip(scored, values if len(scored) > 1 else values[:1]):
+                m[TASK_KEY] = {"value": v}
+        self.subsets[id(qdq)] = scored[1:]
+        return scored[0]
+
+    def subset_scores(self, budget: AccuracyBudget, qdq: onnx.ModelProto) -> list[float]:
+        """The candidate's score on each half of the eval samples (empty with too few samples)."""
+        return [budget.score(m) for m in self.subsets.get(id(qdq)) or []]
 
 
 def _check_inputs(observers: dict[str, TensorObserver], index: GraphIndex, log: Callable[[str], None]) -> None:
@@ -262,10 +367,25 @@ def quantize_model(
         proto, calibration, eval_count=config.eval_samples, wanted=wanted, extra_refs=scored.values(),
         progress=(lambda i, n: progress("calibrate", i, n)) if progress else None,
     )
-    judge = _Judge(index, feeds, refs, scored)
+    tails = find_concat_tails(model)
+    judge = _Judge(index, feeds, refs, scored, tails)
+    budget: Any = config.budget
+    if config.task is not None and config.eval_set is not None:
+        judge.task = _TaskEvaluator(config.eval_set, config.task.metric, list(index.graph_outputs))
+        fp32_task = judge.task.start(proto)
+        budget = TaskAccuracyBudget(config.task, fp32_task)
+        log(f"task metric {config.task.metric.name} on {len(config.eval_set)} evaluation samples: fp32 "
+            f"{config.task.metric.format(fp32_task)}; budget {config.task}")
+        config = dataclasses.replace(config, budget=budget)
     if scored:
         log(f"accuracy scored on the logits of {len(scored)} probability output(s)")
+    if tails:
+        log(f"{len(tails)} concatenated output(s) scored branch by branch")
     _check_inputs(observers, index, log)
+    calibration_check = _check_calibration_size(observers, len(calibration), len(feeds), log)
+    base_fallback, joins = _split_mixed_concats(index, observers, tails, scheme, base_fallback, log)
+    join_nodes = {k for t in joins.values() for k in t.float_nodes}
+    base_fallback = base_fallback | join_nodes  # simulated in float: the runner joins dequantized branches
     bad = [n for n, o in observers.items() if o.nonfinite]
     if bad:
         log(f"warning: NaN/Inf values in {len(bad)} tensors during calibration (e.g. {bad[0]!r}); they are ignored")
@@ -280,15 +400,21 @@ def quantize_model(
         qdq = build_qdq_model(proto, plan, index)
         metrics = judge(plan, qdq)
         score = config.budget.score(metrics)
-        trials.append({"method": m, "score": score})
-        if best is None or score > best[0]:
-            best = (score, m, plan, qdq, metrics)
+        halves = judge.subset_scores(config.budget, qdq)
+        worst = min(halves, default=score)
+        trials.append({"method": m, "score": score, "worst_half": worst,
+                       "spread": (max(halves) - worst) if halves and math.isfinite(max(halves) - worst) else None})
+        # a method is ranked by its worse half of the held-out eval samples, then by all of them:
+        # the one that holds on every subset wins over one that shines on some
+        key = (worst, score)
+        if best is None or key > best[0]:
+            best = (key, m, plan, qdq, metrics)
         if progress:
             progress("search ranges", len(trials), len(methods))
     assert best is not None
-    score, method, plan, qdq, metrics = best
+    (_, score), method, plan, qdq, metrics = best
     log(f"range method {method}: {config.budget.metric} {score:.4g} "
-        f"(tried {', '.join('%s %.3g' % (t['method'], t['score']) for t in trials)})")
+        f"(tried {', '.join(_trial_text(t) for t in trials)})")
     if hswish:
         p8 = build_plan(index, observers, scheme, method, fallback=base_fallback,
                         bias_correction=config.bias_correction, range_cache=ranges)
@@ -310,20 +436,96 @@ def quantize_model(
                                                            log, progress, base_fallback, plan, qdq, metrics, ranges)
     output_metrics = judge.outputs[id(qdq)]
     budget_met = config.budget.met(output_metrics)
+    final_score = config.budget.score(output_metrics)
+    task_value = output_metrics.get(TASK_KEY, {}).get("value")
+    output_metrics = {k: v for k, v in output_metrics.items() if k != TASK_KEY}
     if not budget_met:
         log(f"warning: accuracy budget {config.budget} missed: best {config.budget.metric} "
-            f"{config.budget.score(output_metrics):.4g}" + ("" if scheme.mixed_precision else " (this target allows no float fallback)"))
+            f"{final_score:.4g}" + ("" if scheme.mixed_precision else " (this target allows no float fallback)"))
     result_model = ir.from_proto(proto) if equalized else model
     report = _report(index, observers, plan, sensitivity, config, method, trials, output_metrics, budget_met,
                      equalized, len(calibration))
+    report["calibration_check"] = calibration_check
+    if task_value is not None:
+        from deploykit.quant.task_metrics import summary
+
+        report["task_metric"] = {**summary(config.task, judge.task.fp32, task_value, len(config.eval_set),
+                                           "int8_simulated"), "met": budget_met}
+    if joins:
+        report["joined_outputs"] = {o: t.to_json() for o, t in joins.items()}
+        report["fallback_layers"] = sorted(set(report["fallback_layers"]) - join_nodes)
     if scored:
         report["scored_on_logits"] = {o: {"tensor": scored[o], **metrics[o]} for o in scored}
     timing = {"statistics_s": t_stats, "total_s": time.perf_counter() - t0}
-    return QuantResult(model=result_model, params=plan.all_params(), fallback=set(plan.fallback), plan=plan,
-                       qdq_model=qdq, metrics=output_metrics, budget_met=budget_met, report=report, timing=timing)
+    return QuantResult(model=result_model, params=plan.all_params(), fallback=set(plan.fallback) - join_nodes,
+                       plan=plan, qdq_model=qdq, metrics=output_metrics, budget_met=budget_met, report=report,
+                       timing=timing, joins=joins)
 
 
-def _clearly_better(budget: AccuracyBudget, a: float, b: float) -> bool:
+# Calibration sets smaller than this fit ranges that move with every added sample.
+STABLE_CALIBRATION_SAMPLES = 32
+# Warn when more than this share of tensors widened their range by more than GROWTH in the second
+# half of the calibration set.
+GROWTH, GROWING_SHARE = 0.10, 0.25
+
+
+def _check_calibration_size(observers, n_samples: int, n_eval: int, log) -> dict[str, Any]:
+    """Whether the calibration set is big and varied enough: sample count, and how many tensors'
+    ranges still widen in the second half of the set (a set of near-identical samples stops
+    widening early, but then its ranges fit nothing else: ``_check_inputs`` catches constant data)."""
+    from deploykit.quant.collect import range_growth
+
+    held_out = n_eval if n_samples >= 3 * n_eval else 0
+    growth = range_growth(observers)
+    growing = sorted((g for g in growth if g[1] > GROWTH), key=lambda g: -g[1])
+    share = len(growing) / len(growth) if growth else 0.0
+    check = {"samples": n_samples, "held_out_for_method_choice": held_out,
+             "tensors_checked": len(growth), "share_of_ranges_still_growing": round(share, 3)}
+    if growing:
+        check["fastest_growing"] = [{"tensor": n, "growth": round(g, 3)} for n, g in growing[:5]]
+    if MIN_CALIBRATION_SAMPLES <= n_samples < STABLE_CALIBRATION_SAMPLES:
+        log(f"warning: {n_samples} calibration samples is few for stable int8 ranges: pass at least "
+            f"{STABLE_CALIBRATION_SAMPLES} (100+ representative samples are best)")
+    elif growth and share > GROWING_SHARE:
+        name, g = growing[0]
+        log(f"warning: activation ranges are still growing: {share:.0%} of tensors widened by more than "
+            f"{GROWTH:.0%} in the second half of the {n_samples} calibration samples (e.g. {name!r} +{g:.0%}); "
+            "the set is too small or too uniform for this model: pass more, and more varied, samples")
+    if not held_out:
+        log(f"the range method is chosen on {n_eval} of the calibration samples themselves "
+            f"(with {3 * n_eval}+ samples they are held out of the ranges)")
+    return check
+
+
+def _trial_text(t: dict) -> str:
+    if t.get("spread") is None:
+        return "%s %.3g" % (t["method"], t["score"])
+    return "%s %.3g, worse half %.3g" % (t["method"], t["score"], t["worst_half"])
+
+
+def _split_mixed_concats(index, observers, tails, scheme: QuantScheme, fallback: set[str], log):
+    """Concats of branches with ranges far apart (see :mod:`deploykit.quant.mixed_ranges`): float
+    where the scheme allows, joined by the runner where it can, else a warning.
+    Returns (fallback, joins)."""
+    from deploykit.quant.mixed_ranges import mixed_range_concats
+
+    joins: dict[str, ConcatTail] = {}
+    fallback = set(fallback)
+    for m in mixed_range_concats(index, observers, tails):
+        nodes = set(m.tail.float_nodes) if m.tail is not None else {m.key}
+        if scheme.mixed_precision:
+            fallback |= nodes
+            log(f"{m.describe()}: it runs in float, each branch keeps its own int8 scale")
+        elif scheme.join_outputs and m.tail is not None and m.tail.joinable:
+            joins[m.tail.output] = m.tail
+            log(f"{m.describe()}: the runner joins its branches in float, each with its own int8 scale")
+        else:
+            log(f"warning: {m.describe()}: this target runs no float op, so they share one int8 scale and the "
+                "narrowest branch keeps few levels")
+    return fallback, joins
+
+
+def _clearly_better(budget, a: float, b: float) -> bool:
     """Score ``a`` beats ``b`` by enough to pay for float ops: 10 % less cosine error, or 0.5 dB.
 
     PP-OCR rec (TFLite): float h-swish chains took the logits' cosine error from 0.036 to 0.018
@@ -331,6 +533,8 @@ def _clearly_better(budget: AccuracyBudget, a: float, b: float) -> bool:
     of int8 latency."""
     if budget.metric == "sqnr":
         return a >= b + 0.5
+    if budget.metric == "task":  # a tenth of the allowed drop
+        return a >= b + max(budget.task.drop / budget.task.metric.scale(), 1e-9) / 10
     return (1.0 - a) <= 0.9 * (1.0 - b)
 
 
@@ -467,7 +671,9 @@ def _report(index, observers, plan: QuantPlan, sensitivity, config, method, tria
     return json_safe({
         "engine": "deploykit",
         "range_method": method,
-        "methods_tried": [{"method": t["method"], "score": round(t["score"], 4)} for t in trials],
+        "methods_tried": [{"method": t["method"], "score": round(t["score"], 4),
+                           **({"worst_half": round(t["worst_half"], 4), "spread": round(t["spread"], 4)}
+                              if t.get("spread") is not None else {})} for t in trials],
         "budget": str(config.budget),
         "budget_met": budget_met,
         "bias_correction": config.bias_correction,

@@ -89,17 +89,59 @@ def is_distribution(x: np.ndarray, tol: float = 1e-3) -> bool:
     return bool(x.min() >= -tol and x.max() <= 1 + tol and np.all(np.abs(x.sum(axis=-1, dtype=np.float64) - 1) < tol))
 
 
+class PartComparison:
+    """Per-part metrics of one output (see :mod:`deploykit.quant.parts`): one
+    :class:`RunningComparison` per branch slice, plus top-k agreement for probability parts."""
+
+    def __init__(self, tail) -> None:
+        self.tail = tail
+        self.masks = tail.masks()
+        self.labels = tail.labels()
+        self.running = [RunningComparison() for _ in self.masks]
+        self.topk: list[list[float]] = [[] for _ in self.masks]
+
+    def add(self, ref: np.ndarray, out: np.ndarray) -> bool:
+        """Accumulate one sample; False when its shape does not match the parts' (then no parts)."""
+        ref, out = np.asarray(ref), np.asarray(out)
+        if ref.shape != self.masks[0].shape or out.shape != ref.shape:
+            return False
+        from deploykit.quant.parts import topk_agreement
+
+        for i, mask in enumerate(self.masks):
+            self.running[i].add(ref[mask], out[mask])
+            if self.tail.probability[i]:
+                self.topk[i].append(topk_agreement(ref[mask], out[mask]))
+        return True
+
+    def result(self) -> dict[str, dict[str, float]]:
+        parts = {}
+        for i, label in enumerate(self.labels):
+            m = self.running[i].result()
+            if self.topk[i]:
+                m["topk_agreement"] = float(np.mean(self.topk[i]))
+            parts[label] = m
+        return parts
+
+
 def compare_outputs(
-    refs: Sequence[Mapping[str, np.ndarray]], outs: Sequence[Mapping[str, np.ndarray]]
+    refs: Sequence[Mapping[str, np.ndarray]], outs: Sequence[Mapping[str, np.ndarray]],
+    parts: Mapping[str, object] | None = None,
 ) -> dict[str, dict[str, float]]:
-    """Metrics per output name over a list of samples (each a dict name -> array)."""
+    """Metrics per output name over a list of samples (each a dict name -> array). ``parts``:
+    output name -> :class:`~deploykit.quant.parts.ConcatTail`; those outputs get a ``parts``
+    entry with the metrics of each branch's slice."""
     names = list(refs[0]) if refs else []
     metrics: dict[str, dict[str, float]] = {}
     for name in names:
         running = RunningComparison()
+        split = PartComparison(parts[name]) if parts and name in parts else None
         for r, o in zip(refs, outs):
             running.add(r[name], o[name])
+            if split is not None and not split.add(r[name], o[name]):
+                split = None
         m = running.result()
+        if split is not None:
+            m["parts"] = split.result()
         shaped_ref = np.stack([np.asarray(r[name]) for r in refs])
         shaped_out = np.stack([np.asarray(o[name]) for o in outs])
         per_sample = np.squeeze(shaped_ref[0]) if shaped_ref.size else shaped_ref

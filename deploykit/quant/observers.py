@@ -63,6 +63,7 @@ class TensorObserver:
         self._chan_sum: np.ndarray | None = None
         self._chan_n = 0
         self.nonfinite = 0
+        self.half_range: tuple[float, float] | None = None  # (lo, hi) after half of the samples
 
     def observe(self, x: np.ndarray) -> None:
         x = np.asarray(x)

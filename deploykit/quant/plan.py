@@ -141,8 +141,10 @@ def build_plan(
         _require_finite(name, ranges[name], "calibration range")
     # 2. shared-scale groups
     groups = _Groups()
-    for node in nodes:
+    for k, node in enumerate(nodes):
         if node.op_type not in scheme.shared_scale_ops or not node.output or node.output[0] not in ranges:
+            continue
+        if _node_key(node, k) in plan.fallback:  # a float node joins nothing: its inputs keep their own scales
             continue
         data_inputs = [n for (i, n, r) in quantizable_inputs(index, node) if r == "data" and n in ranges]
         if node.op_type != "Concat":

@@ -44,6 +44,9 @@ class QuantScheme:
         overflow (255 x 127 x 2 > 32767) and 7-bit weights cannot (255 x 63 x 2 < 32767). With
         7 bits, a dot product whose second operand is not a constant stays in float: its values
         cannot be bounded at build time.
+    :ivar join_outputs: for targets without float ops: the runner may join the separately
+        quantized branches of a concatenated graph output in float (see
+        :mod:`deploykit.quant.mixed_ranges`); the backend then ends the model at the branches.
     """
 
     weight_dtype: str = "int8"
@@ -60,6 +63,7 @@ class QuantScheme:
     fixed_output_params: dict[str, tuple[float, int]] = field(default_factory=dict)
     quantize_ops: frozenset[str] | None = None
     weight_bits: int = 8
+    join_outputs: bool = False
 
     def runs_quantized(self, op_type: str) -> bool:
         """Whether nodes of ``op_type`` read quantized inputs (else they run in float)."""

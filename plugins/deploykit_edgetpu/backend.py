@@ -40,6 +40,9 @@ EDGETPU_SCHEME = QuantScheme(
     bias_int32=True,
     io_dtype="int8",
     fixed_output_params={"Softmax": (1.0 / 256, -128), "Sigmoid": (1.0 / 256, -128), "Tanh": (1.0 / 128, 0)},
+    # a concatenated output whose branches' ranges differ by orders of magnitude (boxes in pixels +
+    # class scores) ends the model at the branches; the runner joins them in float on the CPU
+    join_outputs=True,
 )
 
 
@@ -212,7 +215,17 @@ class EdgeTpuBackend(TFLiteBackend):
         from deploykit_tflite.lowering import Lowering, UnsupportedNode
 
         overrides = getattr(getattr(ctx.quant, "plan", None), "float_values", None) if ctx.quant is not None else None
-        lowering = Lowering(ctx.model, overrides)
+        joins = dict(getattr(ctx.quant, "joins", None) or {})
+        model, outputs = ctx.model, ctx.outputs
+        if joins:  # the model ends at the branches; the runner joins them in float (deploykit.quant.mixed_ranges)
+            from deploykit.ir import graph_outputs
+            from deploykit.quant.parts import cut_joined_outputs
+
+            model = cut_joined_outputs(ctx.model, joins)
+            outputs = graph_outputs(model)
+            ctx.note(f"{len(joins)} output(s) joined by the runner from separately quantized branches: "
+                     + ", ".join(repr(o) for o in joins))
+        lowering = Lowering(model, overrides)
         try:
             graph = lowering.run(CONVERTERS)
         except UnsupportedNode as e:
@@ -245,7 +258,9 @@ class EdgeTpuBackend(TFLiteBackend):
         files = [MODEL_FILE]
         files += self._compile(ctx, report["edgetpu"], compiler)
 
-        inputs, outputs = tflite_io_specs(ctx, graph, lowering, io_quant)
+        inputs, outputs = tflite_io_specs(dataclasses.replace(ctx, outputs=outputs), graph, lowering, io_quant)
+        if joins:
+            outputs = joined_output_specs(ctx.outputs, outputs, joins)
         libs = self._option("libedgetpu", {}) or {}
         return Artifact(
             files=files, inputs=inputs, outputs=outputs, report=report,
@@ -296,3 +311,19 @@ class EdgeTpuBackend(TFLiteBackend):
         reqs = list(self.profile.requirements)
         index = self._option("pip_extra_index_url")
         return ([f"--extra-index-url {index}"] if index else []) + reqs
+
+
+def joined_output_specs(source_outputs, artifact_outputs, joins) -> list:
+    """The source model's output specs; joined outputs carry their branches' artifact specs."""
+    by_name = {o.name: o for o in artifact_outputs}
+    result = []
+    for o in source_outputs:
+        t = joins.get(o.name)
+        if t is None:
+            result.append(by_name[o.name])
+            continue
+        parts = [dict(by_name[src].artifact or {"name": src}) for src in t.sources]
+        join = {"axis": t.axis, "tail": [list(x) for x in t.tail], "branch_ops": [list(b) for b in t.branch_ops],
+                "parts": parts}
+        result.append(dataclasses.replace(o, artifact={"join": join}))
+    return result
