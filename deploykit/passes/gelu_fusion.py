@@ -1,8 +1,9 @@
 """Fuse the decomposed GELU forms into ``Gelu`` (opset >= 20).
 
 * erf form: ``0.5 * x * (1 + erf(x / sqrt(2)))`` (``x / 1.41421`` or ``x * 0.70711``);
-* tanh form: ``0.5 * x * (1 + tanh(sqrt(2/pi) * (x + 0.044715 * x^3)))`` (``Pow(x, 3)`` or
-  ``x * x * x``) -> ``Gelu(x, approximate="tanh")``.
+* tanh form: ``0.5 * x * (1 + tanh(sqrt(2/pi) * (x + 0.044715 * x^3)))`` (``Pow(x, 3)``,
+  ``x * x * x``, or JAX's ``x * (x * (0.044715 * x))``, which magika ships) -> ``Gelu(x,
+  approximate="tanh")``. Unfused, its ``x^3`` reaches ~1e5 and wrecks an int8 tensor's range.
 
 The ``0.5`` may multiply ``x`` first, the product last, or the ``(1 + ...)`` factor; Add/Mul
 operands may come in either order. Every constant must match (rtol 1e-4), else the sub-graph stays.
@@ -48,13 +49,16 @@ class _ErfGelu(pattern.RewriteRuleClassBase):
 
 
 class _TanhGelu(pattern.RewriteRuleClassBase):
-    def __init__(self, cube_by_pow: bool, form: int) -> None:
-        super().__init__(name=f"TanhGelu_{'pow' if cube_by_pow else 'mul'}_{form}")
-        self.pow, self.form = cube_by_pow, form
+    def __init__(self, cube: str, form: int) -> None:
+        super().__init__(name=f"TanhGelu_{cube}_{form}")
+        self.cube, self.form = cube, form
 
     def pattern(self, op, x, three, c1, c2, one, half):
-        cube = op.Pow(x, three) if self.pow else op.Mul(op.Mul(x, x), x)
-        inner = op.Mul(op.Add(x, op.Mul(cube, c1)), c2)
+        if self.cube == "scaled":  # c1 * x first, then times x twice (no separate x^3)
+            kx3 = op.Mul(x, op.Mul(x, op.Mul(c1, x)))
+        else:
+            kx3 = op.Mul(op.Pow(x, three) if self.cube == "pow" else op.Mul(op.Mul(x, x), x), c1)
+        inner = op.Mul(op.Add(x, kx3), c2)
         return _outer(op, x, op.Add(op.Tanh(inner), one), half, self.form)
 
     def check(self, context, x, c1, c2, one, half, three=None, **_):
@@ -68,7 +72,7 @@ class _TanhGelu(pattern.RewriteRuleClassBase):
 
 def _rules() -> list:
     rules = [_ErfGelu.rule(div, form) for div in (True, False) for form in range(3)]
-    rules += [_TanhGelu.rule(p, form) for p in (True, False) for form in range(3)]
+    rules += [_TanhGelu.rule(cube, form) for cube in ("pow", "mul", "scaled") for form in range(3)]
     return rules
 
 

@@ -26,6 +26,16 @@ reason it helps (facts/edgetpu.md):
   multiple of 1/16, a chain of RSQRT and MUL: y^-1/2 = rsqrt(y), y^-1/4 = rsqrt(y * rsqrt(y)), ...,
   so beta = 0.75 is ``rsqrt(y) * rsqrt(y * rsqrt(y))``. Other beta keep one POW (float: refused, with
   the reason). RSQRT is a runtime-14 Edge TPU op (§2, unconfirmed). Exact in fp32.
+* ``gelu_sigmoid``: GELU is no Edge TPU op and no op of the device's tflite-runtime 2.5 (it came with
+  TF 2.10), and the erf/tanh polynomials need float or an x^3 no int8 range holds -> ``x * sigmoid(1.702 x)``
+  (MUL, LOGISTIC, MUL: TPU ops). An approximation (|err| <= 0.021, below an int8 step of a typical
+  activation); the int8 verification against fp32 measures the result.
+* ``rsqrt``: ``a / sqrt(v)`` and ``1 / sqrt(v)`` (LayerNorm spelled out by JAX/TF/older exporters) ->
+  ``a * v ** -0.5`` = MUL, RSQRT: SQRT and DIV have no int8 kernel, RSQRT has. Exact in fp32.
+* ``layernorm_rsqrt``: a LayerNormalization node lowers to MEAN, SUB, MUL, MEAN, ADD, RSQRT, MUL inside
+  one ONNX node, whose intermediate tensors the calibration never sees (no int8 params) -> the same
+  chain as ONNX ops (ReduceMean, Sub, Mul, ReduceMean, Add, Pow -0.5, Mul, Mul, Add), calibrated one by
+  one. Exact in fp32.
 * ``channel_shuffle``: Reshape to 5-D -> Transpose -> Reshape back (ShuffleNet) has tensors of rank 5
   with 4 dims > 1, which the Edge TPU cannot map (§0.3) -> the same channel permutation on rank-4
   tensors held channels-last: RESHAPE [1, H*W, g, C/g] -> TRANSPOSE -> RESHAPE (runtime >= 14, where
@@ -41,28 +51,10 @@ import onnx_ir as ir
 from onnxscript.rewriter import pattern
 
 from deploykit.passes._common import attr, const_array, non_negative
+from deploykit_tflite.int8_rewrites import HardSwishDecompose  # noqa: F401 - listed in RULES
+from deploykit_tflite.int8_rewrites import like as _like
 
 
-def _like(x: ir.Value, *values: ir.Value) -> ir.Value:
-    """Give new elementwise results ``x``'s type and shape (the lowering needs static shapes)."""
-    for v in values:
-        v.type, v.shape = x.type, x.shape
-    return values[-1]
-
-
-class HardSwishDecompose(pattern.RewriteRuleClassBase):
-    def pattern(self, op, x):
-        return op.HardSwish(x)
-
-    def rewrite(self, op, x):
-        three = op.Constant(value=ir.tensor(np.array(3.0, np.float32)))
-        zero = op.Constant(value=ir.tensor(np.array(0.0, np.float32)))
-        six = op.Constant(value=ir.tensor(np.array(6.0, np.float32)))
-        sixth = op.Constant(value=ir.tensor(np.array(1.0 / 6.0, np.float32)))
-        added = op.Add(x, three)
-        clipped = op.Clip(added, zero, six)
-        prod = op.Mul(x, clipped)
-        return _like(x, added, clipped, prod, op.Mul(prod, sixth))
 
 
 class LeakyReluToMax(pattern.RewriteRuleClassBase):
@@ -102,7 +94,10 @@ class ResizeNearestHalfPixel(pattern.RewriteRuleClassBase):
 
     def check(self, context, x, y, **_):
         node = y.producer()
-        if attr(node, "mode", "nearest") != "nearest" or attr(node, "coordinate_transformation_mode") not in HALF_PIXEL:
+        # no attribute: half_pixel from Resize-11 on (inputs X, roi, scales[, sizes]); Resize-10 (X,
+        # scales) is asymmetric already
+        ctm = attr(node, "coordinate_transformation_mode", "half_pixel" if len(node.inputs) >= 3 else "asymmetric")
+        if attr(node, "mode", "nearest") != "nearest" or ctm not in HALF_PIXEL:
             return False
         if attr(node, "nearest_mode", "round_prefer_floor") not in ("round_prefer_floor", "round_prefer_ceil"):
             return False
@@ -339,6 +334,71 @@ class ChannelShuffleSplit(ChannelShuffle):
     use_transpose = False
 
 
+class GeluSigmoid(pattern.RewriteRuleClassBase):
+    def pattern(self, op, x):
+        return op.Gelu(x, _allow_other_attributes=True)
+
+    def rewrite(self, op, x):
+        k = op.Constant(value=ir.tensor(np.array(1.702, np.float32)))
+        scaled = op.Mul(x, k)
+        gate = op.Sigmoid(scaled)
+        return _like(x, scaled, gate, op.Mul(x, gate))
+
+
+class DivSqrtToRsqrt(pattern.RewriteRuleClassBase):
+    def pattern(self, op, a, v):
+        return op.Div(a, op.Sqrt(v))
+
+    def rewrite(self, op, a, v):
+        r = op.Pow(v, op.Constant(value=ir.tensor(np.array(-0.5, np.float32))))
+        r.type, r.shape = v.type, v.shape
+        out = op.Mul(a, r)
+        out.type = a.type
+        return out
+
+
+class ReciprocalSqrtToRsqrt(pattern.RewriteRuleClassBase):
+    def pattern(self, op, v):
+        return op.Reciprocal(op.Sqrt(v))
+
+    def rewrite(self, op, v):
+        return _like(v, op.Pow(v, op.Constant(value=ir.tensor(np.array(-0.5, np.float32)))))
+
+
+class LayerNormDecompose(pattern.RewriteRuleClassBase):
+    def pattern(self, op, x, gamma):
+        return op.LayerNormalization(x, gamma, _allow_other_inputs=True, _allow_other_attributes=True,
+                                     _outputs=["y"])
+
+    def check(self, context, x, gamma, y, **_):
+        node = y.producer()
+        self._opset = context.model.opset_imports.get("", 0) if context.model is not None else 0
+        return len(node.outputs) == 1 and x.shape is not None and len(x.shape) >= 1
+
+    def rewrite(self, op, x, gamma, y, **_):
+        node = y.producer()
+        rank = len(x.shape)
+        axis = int(attr(node, "axis", -1)) % rank
+        axes = list(range(axis, rank))
+        eps = op.Constant(value=ir.tensor(np.array(float(attr(node, "epsilon", 1e-5)), np.float32)))
+        if self._opset >= 18:
+            ax = op.Constant(value=ir.tensor(np.array(axes, np.int64)))
+            mean_of = lambda v: op.ReduceMean(v, ax, keepdims=1)  # noqa: E731
+        else:
+            mean_of = lambda v: op.ReduceMean(v, axes=axes, keepdims=1)  # noqa: E731
+        mean = mean_of(x)
+        d = op.Sub(x, mean)
+        var = mean_of(op.Mul(d, d))
+        r = op.Pow(op.Add(var, eps), op.Constant(value=ir.tensor(np.array(-0.5, np.float32))))
+        stat_shape = ir.Shape([d if i < axis else 1 for i, d in enumerate(x.shape)])
+        for v in (mean, var, r):
+            v.type, v.shape = x.type, stat_shape
+        out = _like(x, d, op.Mul(d, r))
+        out = _like(x, op.Mul(out, gamma))
+        beta = node.inputs[2] if len(node.inputs) > 2 else None
+        return _like(x, op.Add(out, beta)) if beta is not None else out
+
+
 @dataclass(frozen=True)
 class Rule:
     """``runtimes``: the Edge TPU runtime versions (``min_runtime_version``) the rule applies to."""
@@ -359,6 +419,10 @@ RULES: list[Rule] = [
          "rank-5 channel shuffle is not mappable; no TRANSPOSE before runtime 14: SPLIT, RESHAPE, CONCATENATION",
          range(0, 14)),
     Rule("hardswish", HardSwishDecompose, "HARD_SWISH is not an Edge TPU op: ADD+RELU6, MUL, MUL are"),
+    Rule("gelu_sigmoid", GeluSigmoid, "GELU is no Edge TPU op nor a tflite-runtime 2.5 op: x*sigmoid(1.702x)"),
+    Rule("layernorm_rsqrt", LayerNormDecompose, "LayerNormalization's inner tensors need calibrated params: its chain"),
+    Rule("rsqrt", DivSqrtToRsqrt, "SQRT and DIV have no int8 kernel: a * RSQRT(v)"),
+    Rule("rsqrt", ReciprocalSqrtToRsqrt, "SQRT and 1/x have no int8 kernel: RSQRT(v)"),
     Rule("leaky_relu", LeakyReluToMax, "LEAKY_RELU is not an Edge TPU op: max(x, a*x) is exact"),
     Rule("prelu_scalar", ScalarPReluToMax, "PRELU (runtime 13, unconfirmed) -> max(x, a*x), exact"),
     Rule("maxpool_pad_after_relu", MaxPoolPadAfterRelu,

@@ -101,7 +101,7 @@ class OpenVinoBackend(Backend):
 
     def analyze(self, model: ir.Model) -> list[NodeSupport]:
         if not self.is_myriad:
-            return super().analyze(model)
+            return self._analyze_by_conversion(model, super().analyze(model))
         from deploykit_openvino.myriad import MYRIAD_ONNX_RULES
 
         result = []
@@ -114,6 +114,29 @@ class OpenVinoBackend(Backend):
             else:
                 result.append(NodeSupport(node.name or "", op, rule.status, rule.note, device="vpu"))
         return result
+
+    def _analyze_by_conversion(self, model: ir.Model, result: list[NodeSupport]) -> list[NodeSupport]:
+        """Convert the fp32 model once before any calibration: ops OpenVINO's ONNX frontend cannot
+        convert are refused here, by name, not after minutes of calibration in ``lower``."""
+        from deploykit_openvino import lowering
+
+        with tempfile.TemporaryDirectory(prefix="deploykit-ov-") as tmp:
+            src = Path(tmp) / "model.onnx"
+            save_model(model, src)
+            try:
+                import openvino as ov
+
+                ov.convert_model(str(src))
+                return result
+            except Exception as e:  # noqa: BLE001 - the converter raises many types
+                message = str(e)
+        failed = lowering.failed_ops(message)
+        if not failed:
+            raise DeployError(f"OpenVINO could not convert the model: {lowering.conversion_failure(message)}")
+        version = _ov_version().split("-")[0]
+        why = {op: f"OpenVINO {version} cannot convert it: {reason}" for op, reason in failed.items()}
+        return [NodeSupport(s.node, s.op_type, Support.UNSUPPORTED, why[s.op_type]) if s.op_type in why else s
+                for s in result]
 
     def lower(self, ctx: BuildContext) -> Artifact:
         from deploykit_openvino import lowering
@@ -151,8 +174,10 @@ class OpenVinoBackend(Backend):
         if self.is_myriad:
             self._check_myriad_layers(saved)
             self._check_with_2022(ctx, xml, input_order, report)
+        if not self.is_myriad:  # compiled in a child process: a native crash is a clean error
+            precisions = lowering.runtime_precisions(xml)
         if precision == "int8":
-            report["int8_runtime_precision"] = lowering.runtime_precisions(xml)
+            report["int8_runtime_precision"] = precisions
             f32 = sum(v.get("f32", 0) for v in report["int8_runtime_precision"].values())
             if f32:
                 ctx.note(f"{f32} compute layer(s) run in f32 on this host's CPU plugin (not quantized or fallback)")

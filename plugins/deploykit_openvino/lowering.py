@@ -7,6 +7,7 @@ by ``openvino.save_model``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -24,8 +25,38 @@ def convert(onnx_path: Path):
     try:
         return ov.convert_model(str(onnx_path))
     except Exception as e:  # noqa: BLE001 - the converter raises many types; one clear line
-        first = next((ln.strip() for ln in str(e).splitlines() if ln.strip()), type(e).__name__)
-        raise DeployError(f"OpenVINO could not convert the model: {first}") from e
+        raise DeployError(f"OpenVINO could not convert the model: {conversion_failure(str(e))}") from e
+
+
+def failed_ops(message: str) -> dict[str, str]:
+    """``{ONNX op type: reason}`` from an OpConversionFailure report ("-- Loop-13 with a message:"
+    followed by the frontend's lines); empty when the message is not such a report."""
+    failed: dict[str, str] = {}
+    op, lines = None, []
+    for raw in message.splitlines() + ["Summary:"]:
+        line = raw.strip()
+        m = re.match(r"-- (\w+)-\d+ with a message:", line)
+        if m or line.startswith("Summary:"):
+            if op:
+                detail = [ln for ln in lines if ln and not ln.startswith(("[ONNX Frontend]", "Check ", "While validating"))]
+                failed[op] = (detail[-1] if detail else lines[-1] if lines else "no detail")[:200]
+            op, lines = (m.group(1) if m else None), []
+        elif op:
+            lines.append(line)
+        rule = re.match(r"-- No conversion rule found for operations: (.*)", line)
+        if rule:
+            for name in rule.group(1).split(","):
+                failed.setdefault(name.strip().rsplit("-", 1)[0], "no conversion rule for this op")
+    return failed
+
+
+def conversion_failure(message: str) -> str:
+    """One line from OpenVINO's multi-line conversion error: every failed op with its reason."""
+    failed = failed_ops(message)
+    if failed:
+        return "; ".join(f"{op}: {why}" for op, why in failed.items())
+    lines = [ln.strip() for ln in message.splitlines() if ln.strip() and not ln.strip().startswith("Check '")]
+    return (lines[-1] if lines else "no detail")[:400]
 
 
 def save(model, xml: Path, compress_to_fp16: bool) -> None:
@@ -84,26 +115,12 @@ def run_current(xml: Path, feeds: Sequence[Sequence[np.ndarray]], config: dict[s
     return results
 
 
-def runtime_precisions(xml: Path, layer_types=("Convolution", "GroupConvolution", "MatMul", "FullyConnected")) -> dict[str, dict[str, int]]:
-    """What precision the CPU plugin runs each compute layer in (``runtimePrecision`` of the runtime model).
+def runtime_precisions(xml: Path) -> dict[str, dict[str, int]]:
+    """What precision the CPU plugin runs each compute layer in [facts §3, EXP-7], compiled in a
+    child process (:mod:`.probe`) so that a native crash of the plugin is a clean error."""
+    from deploykit_openvino.probe import compile_in_child
 
-    Shows whether int8 layers really run as u8/i8 kernels or fell back to f32 [facts §3, EXP-7].
-    """
-    import openvino as ov
-
-    compiled = ov.Core().compile_model(str(xml), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
-    counts: dict[str, dict[str, int]] = {}
-    for op in compiled.get_runtime_model().get_ordered_ops():
-        info = op.get_rt_info()
-        try:
-            layer = str(info["layerType"].astype(str))
-            prec = str(info["runtimePrecision"].astype(str))
-        except Exception:  # noqa: BLE001 - rt_info keys differ between versions
-            continue
-        if layer in layer_types:
-            counts.setdefault(layer, {})
-            counts[layer][prec] = counts[layer].get(prec, 0) + 1
-    return counts
+    return compile_in_child(xml, {"INFERENCE_PRECISION_HINT": "f32"})
 
 
 def random_feeds(specs: Sequence[TensorSpec], n: int, seed: int = 0) -> list[list[np.ndarray]]:

@@ -84,6 +84,23 @@ class TFLiteBackend(Backend):
     min_opset = 7
     runner_template = "runner_tflite.py.j2"
     template_package = "deploykit_tflite"
+    # int8: HardSwish decomposed before calibration (subclasses with their own rule set turn it off)
+    int8_hardswish_rewrite: ClassVar[bool] = True
+
+    def prepare(self, model: ir.Model, options) -> ir.Model:
+        """int8: LayerNorm/GELU fused (at opset 20 if need be), HardSwish as ADD(+RELU6)/MUL/MUL,
+        before calibration (:mod:`.int8_rewrites`)."""
+        model = super().prepare(model, options)
+        if options is None or options.precision != "int8":
+            return model
+        from deploykit_tflite.int8_rewrites import decompose_hardswish, fuse_at_newer_opset
+
+        model, _ = fuse_at_newer_opset(model)
+        if self.int8_hardswish_rewrite and decompose_hardswish(model):
+            from deploykit.passes import canonicalize
+
+            model = canonicalize(model, passes=[])  # topological order, names, shapes of new values
+        return model
 
     def analyze(self, model: ir.Model) -> list[NodeSupport]:
         """The op table, plus: nodes computable at build time are folded (supported whatever their type)."""
@@ -105,10 +122,12 @@ class TFLiteBackend(Backend):
     @staticmethod
     def _delegation(ctx: BuildContext) -> dict[str, Any] | None:
         """How XNNPACK partitions the written model (LiteRT on this host); a note when it splits."""
-        from deploykit_tflite.delegation import xnnpack_delegation
+        from deploykit_tflite.delegation import checked_delegation
 
-        try:
-            d = xnnpack_delegation(ctx.workdir / MODEL_FILE)
+        try:  # in a child process: a LiteRT abort raises DeployError here instead of killing the build
+            d = checked_delegation(ctx.workdir / MODEL_FILE)
+        except DeployError:
+            raise
         except Exception as e:  # noqa: BLE001 - the verify step reports load failures in full
             ctx.note(f"XNNPACK delegation not checked: {type(e).__name__}: {e}"[:300])
             return None

@@ -65,3 +65,54 @@ def xnnpack_delegation(model_path: str | Path, threads: int = 1) -> Delegation:
         undelegated=dict(Counter(o["op_name"] for o in left)),
         examples=[f"{o['op_name']} -> {names.get(int(o['outputs'][0]), '?')}" for o in left if len(o["outputs"])],
     )
+
+
+def _probe(model_path: str, threads: int) -> dict:
+    """Load, allocate and invoke once on zeros (the child process's work), then the delegation."""
+    import numpy as np
+    from ai_edge_litert.interpreter import Interpreter
+
+    it = Interpreter(model_path=model_path, num_threads=threads)
+    it.allocate_tensors()
+    for d in it.get_input_details():
+        it.set_tensor(d["index"], np.zeros(d["shape"], d["dtype"]))
+    it.invoke()
+    return xnnpack_delegation(model_path, threads).as_dict()
+
+
+def checked_delegation(model_path: str | Path, threads: int = 1, timeout: float = 600) -> Delegation:
+    """:func:`xnnpack_delegation` in a child process that also runs the model once: LiteRT aborting
+    (SIGABRT/SIGSEGV) on a model is a clean error, not the end of the build (issue 19: MiniLM int8)."""
+    import json
+    import signal
+    import subprocess
+    import sys
+
+    from deploykit.errors import DeployError
+
+    cmd = [sys.executable, "-m", "deploykit_tflite.delegation", str(model_path), str(threads)]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise DeployError(f"LiteRT did not finish loading and running the model once in {timeout:.0f} s") from None
+    if proc.returncode < 0:
+        try:
+            name = signal.Signals(-proc.returncode).name
+        except ValueError:
+            name = f"signal {-proc.returncode}"
+        detail = next((ln.strip() for ln in reversed(proc.stderr.splitlines()) if ln.strip() and "INFO:" not in ln), "")
+        raise DeployError(f"LiteRT crashed ({name}) loading and running the lowered model on this host"
+                          + (f": {detail[:300]}" if detail else "") + "; this is a lowering bug, please report it")
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        last = [ln.strip() for ln in proc.stderr.splitlines() if ln.strip()]
+        raise RuntimeError(last[-1] if last else f"exit code {proc.returncode}")
+    d = json.loads(lines[-1])
+    return Delegation(d["partitions"], d["undelegated"], d["examples"])
+
+
+if __name__ == "__main__":
+    import json as _json
+    import sys as _sys
+
+    print(_json.dumps(_probe(_sys.argv[1], int(_sys.argv[2]) if len(_sys.argv) > 2 else 1)))

@@ -38,6 +38,8 @@ NEVER_REQUANT_NEEDED = frozenset(PASSTHROUGH) | frozenset(FIXED)
 ADD_RATIO_MIN = 2.0 ** -10
 MUL_RATIO_MIN = 2.0 ** -16
 REQUANT_RATIO_MIN = 2.0 ** -30
+# rescale factors TFLite's int8 arithmetic kernels can represent at all (below 2^-31 they abort)
+REPRESENTABLE_RATIO = (2.0 ** -24, 2.0 ** 24)
 
 
 def _act_params(p) -> QParams | None:
@@ -209,8 +211,24 @@ class Int8Rewriter:
         if op.code in self.FIXED:
             return self.qp(op.inputs[0]) is not None
         if op.code in self.REQUANTIZING:
-            return all(self.qp(t) is not None for t in acts) and all(self.qp(t) is not None for t in op.outputs)
+            ok = all(self.qp(t) is not None for t in acts) and all(self.qp(t) is not None for t in op.outputs)
+            return ok and self._representable(op, acts)
         return False
+
+    def _representable(self, op: Op, acts: list[Tensor]) -> bool:
+        """TFLite's int8 ADD/SUB/MUL kernels abort (a CHECK in QuantizeMultiplier, SIGABRT at
+        allocate) when a rescale factor is below 2^-31 or far above 1: an attention-mask bias of
+        -3.4e38 (MiniLM: ``(1 - mask) * finfo.min``) next to scores of ~1 gives in/out scale
+        ratios of 1e-37. Such an op stays float; its result is no int8 value anyway."""
+        if op.code not in ("ADD", "SUB", "MUL") or len(op.outputs) != 1:
+            return True
+        out = float(self.qp(op.outputs[0]).scale[0])
+        scales = [float(self.qp(t).scale[0]) for t in acts]
+        scales += [float(np.max(np.abs(t.data))) / 127.0 or 1.0 for t in op.inputs if t is not None and t.is_const]
+        if not scales or out <= 0:
+            return True
+        ratios = [np.prod(scales) / out] if op.code == "MUL" else [sc / out for sc in scales]
+        return all(REPRESENTABLE_RATIO[0] <= r <= REPRESENTABLE_RATIO[1] for r in ratios)
 
     def run(self) -> None:
         for op in self.g.ops:

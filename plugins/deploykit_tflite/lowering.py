@@ -78,6 +78,11 @@ def _light_proto(model: ir.Model, max_elements: int = 4096):
 class Lowering:
     """State of one ONNX -> TFLite lowering. Converters (``ops_*.py``) call its helpers."""
 
+    # x2/x4/x8 nearest upsampling as CONCATENATION + DEPTH_TO_SPACE (XNNPACK delegates no
+    # RESIZE_NEAREST_NEIGHBOR); a target whose accelerator maps RESIZE_NEAREST_NEIGHBOR but not
+    # DEPTH_TO_SPACE (Edge TPU) turns it off
+    nearest_as_depth_to_space = True
+
     def __init__(self, model: ir.Model, overrides: dict[str, np.ndarray] | None = None):
         self.model = model
         self.g = TFLGraph()

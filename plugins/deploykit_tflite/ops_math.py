@@ -91,8 +91,24 @@ def reciprocal(ctx: Lowering, node: ir.Node):
     ctx.binary("DIV", ctx.f32(np.ones([1] * len(x.shape), np.float32)), x, out=ctx.out(node.outputs[0], perm))
 
 
+def _computed_bound(ctx: Lowering, node: ir.Node, i: int) -> ir.Value | None:
+    v = node.inputs[i] if len(node.inputs) > i else None
+    return v if v is not None and ctx.const(v) is None else None
+
+
 def clip(ctx: Lowering, node: ir.Node):
     xv = node.inputs[0]
+    if _computed_bound(ctx, node, 1) or _computed_bound(ctx, node, 2):
+        # bounds computed at run time (openWakeWord's log-mel floor ``max - 80 dB``): MAXIMUM / MINIMUM
+        # with the bound broadcast to x's rank
+        rank, perm = ctx.rank(xv), ctx.layout(xv)
+        x, out = ctx.get(xv, perm), ctx.out(node.outputs[0], perm)
+        bounds = [(code, node.inputs[i]) for code, i in (("MAXIMUM", 1), ("MINIMUM", 2))
+                  if len(node.inputs) > i and node.inputs[i] is not None]
+        for k, (code, v) in enumerate(bounds):
+            b = ctx.get_bcast(v, rank, perm) if ctx.const(v) is None else ctx.f32(np.full([1] * rank, _scalar(ctx.const(v)), np.float32))
+            x = ctx.binary(code, x, b, out=out if k == len(bounds) - 1 else None)
+        return
     if len(node.inputs) > 1 or "min" not in node.attributes:
         lo = _scalar(ctx.const(node.inputs[1])) if len(node.inputs) > 1 and node.inputs[1] is not None else None
         hi = _scalar(ctx.const(node.inputs[2])) if len(node.inputs) > 2 and node.inputs[2] is not None else None
@@ -118,9 +134,9 @@ def clip(ctx: Lowering, node: ir.Node):
 
 
 def check_clip(node: ir.Node) -> str | None:
-    for v in node.inputs[1:]:
-        if v is not None and v.const_value is None and v.producer() is not None and v.producer().op_type != "Constant":
-            return "Clip bounds must be constant"
+    for v in node.inputs[1:]:  # computed bounds become MAXIMUM/MINIMUM; they must be one value each
+        if v is not None and v.shape is not None and v.shape.is_static() and int(np.prod([int(d) for d in v.shape])) != 1:
+            return "Clip bounds must be scalars"
     return None
 
 

@@ -275,7 +275,7 @@ def resize(ctx: Lowering, node: ir.Node):
                  ctx.opts("ResizeBilinearOptions", alignCorners=align, halfPixelCenters=half))
     elif repeat == 1:  # same size: identity
         ctx.reshape(x, out.shape, out=out)
-    elif repeat:
+    elif repeat and ctx.nearest_as_depth_to_space:
         # XNNPACK delegates no RESIZE_NEAREST_NEIGHBOR (fp32 or int8): x2 nearest = 4 copies side by
         # side in channels (CONCATENATION) + DEPTH_TO_SPACE, both delegated; x4, x8: repeated
         src = x.source  # same values: int8 keeps the input's parameters through every step

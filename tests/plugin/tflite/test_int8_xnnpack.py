@@ -107,3 +107,97 @@ def test_delegation_report_handles_undelegated_ops_with_several_outputs(tmp_path
     x = rep["backend_report"].get("xnnpack")
     assert x is not None, rep["notes"]
     assert x["undelegated"].get("SPLIT") == 1 and any(e.startswith("SPLIT -> ") for e in x["examples"]), x
+
+
+def test_int8_hardswish_runs_as_xnnpack_int8_ops(tmp_path):
+    """int8 HARD_SWISH has no XNNPACK kernel: each one became DEQUANTIZE -> float HARD_SWISH ->
+    QUANTIZE (PP-LCNet int8 slower than fp32 on a Pi, issue 19). It is ADD(+RELU6), MUL, MUL now."""
+    rng = np.random.default_rng(0)
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["c1"], pads=[1, 1, 1, 1]),
+             helper.make_node("HardSwish", ["c1"], ["h1"]),
+             helper.make_node("Conv", ["h1", "w2"], ["c2"], pads=[1, 1, 1, 1]),
+             helper.make_node("HardSwish", ["c2"], ["y"])]
+    path = model(tmp_path / "m.onnx", nodes, {"x": [1, 3, 8, 8]}, {"y": [1, 8, 8, 8]},
+                 {"w1": rng.standard_normal((8, 3, 3, 3)).astype(np.float32),
+                  "w2": rng.standard_normal((8, 8, 3, 3)).astype(np.float32)})
+    calib = tmp_path / "calib.npy"
+    np.save(calib, rng.standard_normal((16, 3, 8, 8)).astype(np.float32))
+    res = build(path, tmp_path / "out", precision="int8", calibration=str(calib))
+    assert res.manifest["verification"]["status"] == "passed", res.manifest["verification"]
+    # (the engine may still run a chain in float where that is clearly more accurate: not here)
+    assert res.manifest["quantization"]["fallback_layers"] == [], res.manifest["quantization"]
+    rep = report(tmp_path / "out")["backend_report"]
+    assert "HARD_SWISH" not in rep["operators"] and rep["int8"]["float_ops"] == {}, rep
+    assert rep["int8"]["dequantize"] == 1 and rep["xnnpack"]["partitions"] == 1, rep
+
+
+def test_hardswish_is_decomposed_for_int8_builds_only():
+    import onnx_ir as ir
+
+    from deploykit.backend import BuildOptions
+    from tflite_testlib import registry
+
+    g = helper.make_graph([helper.make_node("HardSwish", ["x"], ["y"])], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])])
+    proto = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    reg = registry()
+    backend = reg.backends["tflite"](reg.target("rpi4"))
+    for precision, expected in (("fp32", ["HardSwish"]), ("int8", ["Add", "Clip", "Mul", "Mul"])):
+        m = backend.prepare(ir.from_proto(proto), BuildOptions(precision=precision))
+        assert sorted(n.op_type for n in m.graph if n.op_type != "Constant") == expected
+
+
+def test_int8_fuses_gelu_of_models_below_opset_20(tmp_path):
+    """magika (opset 15) spells a tanh-GELU whose x^3 reaches ~1e5: quantized op by op, rpi4 int8 had
+    cosine 0.04 (issue 19). int8 builds upgrade such models to opset 20 and fuse it into GELU."""
+    import math
+
+    rng = np.random.default_rng(0)
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["a"]),
+             helper.make_node("Mul", ["c1", "a"], ["k1"]), helper.make_node("Mul", ["a", "k1"], ["k2"]),
+             helper.make_node("Mul", ["a", "k2"], ["k3"]), helper.make_node("Add", ["a", "k3"], ["b"]),
+             helper.make_node("Mul", ["c2", "b"], ["c"]), helper.make_node("Tanh", ["c"], ["t"]),
+             helper.make_node("Add", ["one", "t"], ["o"]), helper.make_node("Mul", ["half", "o"], ["p"]),
+             helper.make_node("Mul", ["a", "p"], ["y"])]
+    path = model(tmp_path / "m.onnx", nodes, {"x": [1, 16]}, {"y": [1, 32]},
+                 {"w": rng.normal(0, 3, (16, 32)).astype(np.float32), "c1": np.float32(0.044715),
+                  "c2": np.float32(math.sqrt(2 / math.pi)), "one": np.float32(1), "half": np.float32(0.5)}, opset=15)
+    calib = tmp_path / "calib.npy"
+    np.save(calib, rng.standard_normal((32, 16)).astype(np.float32))
+    res = build(path, tmp_path / "out", precision="int8", calibration=str(calib))
+    ops = report(tmp_path / "out")["backend_report"]["operators"]
+    assert "GELU" in ops and "TANH" not in ops, ops
+    assert res.manifest["verification"]["status"] == "passed", res.manifest["verification"]
+
+
+def test_attention_mask_bias_of_float_min_stays_float_instead_of_aborting_litert(tmp_path):
+    """``scores + (1 - mask) * finfo(float32).min`` (MiniLM): as an int8 ADD the rescale factor is
+    ~1e-37 and TFLite aborted (SIGABRT) at allocate_tensors, killing the build (issue 19)."""
+    rng = np.random.default_rng(0)
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["s"]),
+             helper.make_node("Sub", ["one", "mask"], ["inv"]),
+             helper.make_node("Mul", ["inv", "fmin"], ["bias"]),
+             helper.make_node("Add", ["s", "bias"], ["masked"]),
+             helper.make_node("Softmax", ["masked"], ["y"], axis=-1)]
+    path = model(tmp_path / "m.onnx", nodes, {"x": [1, 8, 8], "mask": [1, 1, 8]}, {"y": [1, 8, 8]},
+                 {"w": rng.standard_normal((8, 8)).astype(np.float32), "one": np.float32(1),
+                  "fmin": np.float32(np.finfo(np.float32).min)})
+    mask = np.ones((16, 1, 8), np.float32)
+    mask[:, :, 6:] = 0
+    np.savez(tmp_path / "calib.npz", x=rng.standard_normal((16, 8, 8)).astype(np.float32), mask=mask)
+    res = build(path, tmp_path / "out", precision="int8", calibration=str(tmp_path / "calib.npz"))
+    assert res.manifest["verification"]["status"] == "passed", res.manifest["verification"]
+    assert "ADD" in report(tmp_path / "out")["backend_report"]["int8"]["float_ops"]
+
+
+def test_litert_abort_in_the_delegation_probe_is_one_clean_error(tmp_path, monkeypatch):
+    import subprocess
+
+    from deploykit.errors import DeployError
+    from deploykit_tflite import delegation
+
+    monkeypatch.setattr(delegation.subprocess if hasattr(delegation, "subprocess") else subprocess, "run",
+                        lambda cmd, **kw: subprocess.CompletedProcess(cmd, -6, "", "INFO: x\n"))
+    with pytest.raises(DeployError, match=r"LiteRT crashed \(SIGABRT\)"):
+        delegation.checked_delegation(tmp_path / "m.tflite")

@@ -71,3 +71,26 @@ def test_wrong_constants_are_not_fused():
 
 def test_opset19_is_left_alone():
     assert not apply(GeluFusionPass, erf_gelu(opset=19))[1]
+
+
+@pytest.mark.parametrize("form", [0, 1, 2])
+def test_jax_tanh_spelling_fuses(form):
+    """JAX (magika): ``x * (x * (0.044715 * x))``, constants first; unfused, its x^3 reaches ~1e5 and
+    wrecked rpi4 int8 (cosine 0.04, issue 19)."""
+    nodes = [
+        helper.make_node("Mul", ["c1", "x"], ["k1"]),
+        helper.make_node("Mul", ["x", "k1"], ["k2"]),
+        helper.make_node("Mul", ["x", "k2"], ["kx3"]),
+        helper.make_node("Add", ["x", "kx3"], ["b"]),
+        helper.make_node("Mul", ["c2", "b"], ["c"]),
+        helper.make_node("Tanh", ["c"], ["t"]),
+        helper.make_node("Add", ["one", "t"], ["o"]),
+    ]
+    _outer(nodes, "o", form)
+    inits = [init("c1", np.float32(0.044715)), init("c2", np.float32(math.sqrt(2 / math.pi))),
+             init("one", np.float32(1)), init("half", np.float32(0.5))]
+    proto = make_model(nodes, [("x", [2, 8])], [("y", [2, 8])], inits, 20)
+    model, modified = apply(GeluFusionPass, proto)
+    assert modified and op_types(model) == ["Gelu"]
+    assert model.graph.node(0).attributes["approximate"].value == "tanh"
+    assert_same_outputs(proto, model)
