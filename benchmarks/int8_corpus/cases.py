@@ -56,6 +56,9 @@ class Case:
     held_out: bool = False
     onnx2tf_keep: tuple[str, ...] = ()  # inputs onnx2tf must keep in ONNX layout (-k): not NCHW images
     note: str = ""
+    # --task-data: a labelled set for `deploykit build --eval-data F --metric M` (never an evaluation set)
+    tune: DataSet | None = None
+    tune_metric: str | None = None
 
     def model_path(self) -> Path:
         kind, name = self.source.split(":", 1)
@@ -111,15 +114,16 @@ def _ocr_sets(kind: str, n_calib: int, n_eval: int, q_calib: int, q_eval: int):
         DataSet("unseen-fonts", "STIX + Aileron fonts (no calibration set has them), JPEG, slant",
                 partial(styled, "unseen-fonts"), 3002, n_eval, q_eval),
     )
-    return calib, evals
+    tune = DataSet("std-tuning", "textlines.py generator, a seed no other set uses", std, 9001, n_calib, q_calib)
+    return calib, evals, tune
 
 
 def _one_calib(name, describe, make, seed, n, q):
     return (DataSet(name, describe, make, seed, n, q),)
 
 
-_rec_calib, _rec_evals = _ocr_sets("rec", 64, 200, 16, 40)
-_cls_calib, _cls_evals = _ocr_sets("cls", 100, 400, 32, 80)
+_rec_calib, _rec_evals, _rec_tune = _ocr_sets("rec", 64, 200, 16, 40)
+_cls_calib, _cls_evals, _cls_tune = _ocr_sets("cls", 100, 400, 32, 80)
 
 
 def _rec_task(path: Path) -> Task:
@@ -136,9 +140,10 @@ CASES: tuple[Case, ...] = (
          "class-score SQNR (dB) vs fp32; box SQNR; detections (NMS, conf 0.05) matched to fp32 at IoU 0.5 (F1)",
          note="rendered scenes give low confidences (max ~0.1), hence the 0.05 threshold of the agreement"),
     Case("ppocr-rec", "OCR recognition (PP-OCRv4 rec, CTC)", f"rapidocr:{T.REC_MODEL}", {"x": (1, 3, 48, 320)},
-         _rec_task, _rec_calib, _rec_evals, "character accuracy (%) of greedy CTC decoding vs the rendered text"),
+         _rec_task, _rec_calib, _rec_evals, "character accuracy (%) of greedy CTC decoding vs the rendered text",
+         tune=_rec_tune, tune_metric="ctc"),
     Case("ppocr-cls", "OCR text direction (PP-OCR cls, 0/180)", f"rapidocr:{T.CLS_MODEL}", {"x": (1, 3, 48, 192)},
-         lambda p: Classify(), _cls_calib, _cls_evals, "top-1 (%) vs the true direction"),
+         lambda p: Classify(), _cls_calib, _cls_evals, "top-1 (%) vs the true direction", tune=_cls_tune, tune_metric="top1"),
     Case("ppocr-det", "segmentation (PP-OCRv4 det, DBNet text probability map)", f"rapidocr:{DET_MODEL}",
          {"x": (1, 3, 320, 448)}, lambda p: Segment(0.3),
          _one_calib("documents", "issue 19 document renderer (DejaVu)", lambda n, s: D.det_documents(n, _rng(s, "doc"), 320, 448), 31, 32, 8),
@@ -152,7 +157,9 @@ CASES: tuple[Case, ...] = (
                   lambda n, s: D.orientation_blocks(n, _rng(s, "blocks"), "lines"), 4101, 200, 40),
           DataSet("page-crops", "document crops, rotated k*90 (labels), another seed",
                   lambda n, s: D.orientation_blocks(n, _rng(s, "pagecrops"), "page"), 4102, 200, 40)),
-         "top-1 (%) vs the true rotation"),
+         "top-1 (%) vs the true rotation",
+         tune=DataSet("page-crops-tuning", "document crops, rotated k*90 (labels), a seed no other set uses",
+                      lambda n, s: D.orientation_blocks(n, _rng(s, "pagecrops"), "page"), 4901, 64, 16), tune_metric="top1"),
     Case("oww-embedding", "audio (openWakeWord speech embedding CNN)", "wild:oww-embedding", {"input_1": (1, 76, 32, 1)},
          lambda p: Embed(),
          _one_calib("speech", "synthesized speech -> mel windows (issue 19)", partial(_wild, "oww-embedding"), 51, 64, 16),
@@ -180,7 +187,9 @@ CASES: tuple[Case, ...] = (
          _one_calib("files", "issue 19 file writer", partial(_wild, "magika"), 81, 64, 16),
          (DataSet("typed-files", "files of 15 known types (labels), another seed", lambda n, s: D.typed_files(n, _rng(s, "files")), 8101, 300, 60),
           DataSet("typed-files-2", "files of 15 known types (labels), a third seed", lambda n, s: D.typed_files(n, _rng(s, "files2")), 8102, 300, 60)),
-         "top-1 (%) vs the true file type", held_out=True, onnx2tf_keep=("bytes",)),
+         "top-1 (%) vs the true file type", held_out=True, onnx2tf_keep=("bytes",),
+         tune=DataSet("typed-files-tuning", "files of 15 known types (labels), a seed no other set uses",
+                      lambda n, s: D.typed_files(n, _rng(s, "files")), 8901, 64, 16), tune_metric="top1"),
     Case("vit-s-focus", "dense prediction (ViT-S + ConvTranspose importance map)", "wild:vit-s-focus",
          {"input_image": (1, 3, 224, 224)}, lambda p: Segment(0.5),
          _one_calib("scenes", "issue 19 scene renderer", partial(_wild, "vit-s-focus"), 91, 32, 8),

@@ -26,6 +26,8 @@ def _num(v):
 def config_name(row: dict) -> str:
     if row["tool"] == "deploykit":
         return f"deploykit {row['target']}"
+    if row["tool"] == "deploykit+task":
+        return f"deploykit+eval-data {row['target']}"
     if row["tool"] == "ort":
         return f"ORT {row['method']} {'U8' if row['act'] == 'QUInt8' else 'S8'} {row['kernels']}"
     return "onnx2tf 2.6.9"
@@ -161,6 +163,28 @@ def summary_table(res: dict, held_out: bool) -> list[str]:
     return lines
 
 
+def task_table(res: dict) -> list[str]:
+    """deploykit built with ``--eval-data TUNE.npz --metric M`` next to the default build, per target."""
+    targets = res["targets"]
+    rows = []
+    for case in res["cases"]:
+        agg = case.get("aggregate") or {}
+        if not any(k.startswith("deploykit+eval-data") for k in agg):
+            continue
+        gap = case["unit"] == "%"
+        tune = case["data"].get("tuning", {})
+        cells = [f"{_cell(agg.get(f'deploykit {t}'), gap)} → {_cell(agg.get(f'deploykit+eval-data {t}'), gap)}" for t in targets]
+        rows.append(f"| {case['name']}{' (held out)' if case.get('held_out') else ''} | `--metric {tune.get('metric')}`, "
+                    f"{tune.get('n')} labelled samples ({tune.get('name')}) | " + " | ".join(cells) + " |")
+    if not rows:
+        return []
+    return ["", "### With a labelled tuning set (`--eval-data F --metric M`)", "",
+            "Same builds with the task metric driving range choice and float fallback, on a labelled set made by the "
+            "calibration/evaluation generators with a seed no other set uses (never an evaluation set). Cells: default "
+            "→ with `--eval-data`, mean (worst) gap in points.", "",
+            "| model | tuning data | " + " | ".join(targets) + " |", "|---|---|" + "---|" * len(targets), *rows]
+
+
 def _goal_table(res: dict, held_out: bool) -> list[str]:
     rows = [(c["name"], g) for c in res["cases"] if bool(c.get("held_out")) == held_out for g in c.get("goals", [])]
     if not rows:
@@ -229,6 +253,7 @@ def write(res: dict, stem: Path) -> None:
     L += summary_table(res, held_out=False)
     L += ["", f"Held out (chosen before tuning; not to be looked at while tuning): {', '.join(res['held_out'])}.", ""]
     L += summary_table(res, held_out=True)
+    L += task_table(res)
     L += ["", "## Goals", "", "Development models:", ""] + _goal_table(res, False)
     L += ["", "Held-out models:", ""] + _goal_table(res, True)
     L += ["", "Goals: OCR rec and cls within 0.5 pt of fp32, worst over 3 calibration x 2 evaluation sets, on every int8 "

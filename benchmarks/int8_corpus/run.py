@@ -99,6 +99,24 @@ class Bench:
         return {"name": ds.name, "describe": ds.describe, "seed": ds.seed, "n": n, "path": path,
                 "sha": tools.sha256_file(path), "labels": labels, "generate_s": round(time.perf_counter() - t0, 1)}
 
+    def tune_set(self, case: C.Case, model: Path) -> dict:
+        """The case's labelled tuning set as a deploykit ``--eval-data`` file (inputs + ``labels``)."""
+        d = self.dataset(case, case.tune, "tune")
+        path = d["path"].with_name(d["path"].stem + f"-{case.tune_metric}.evaldata.npz")
+        if not path.exists():
+            labels = d["labels"]
+            if case.tune_metric == "ctc":  # texts -> class indices of the model's charset, padded with -1
+                from benchmarks.datasets import textlines as T
+
+                index = {c: i for i, c in enumerate(T.rec_charset(model))}
+                seqs = [[index[c] for c in t if c in index] for t in labels]
+                labels = np.full((len(seqs), max(map(len, seqs))), -1, np.int64)
+                for i, q in enumerate(seqs):
+                    labels[i, :len(q)] = q
+            np.savez(path.with_suffix(".part.npz"), **dict(np.load(d["path"])), labels=np.asarray(labels, np.int64))
+            path.with_suffix(".part.npz").replace(path)
+        return dict(d, path=path, sha=tools.sha256_file(path))
+
     # ------------------------------------------------------------ evaluation
     def evaluate(self, case: C.Case, kind: str, path: Path, artifact_key: str, evals: list[dict]) -> dict:
         """{eval set name: summary dict} (cached), or {"error": ...}."""
@@ -135,10 +153,13 @@ class Bench:
         return out
 
     # ------------------------------------------------------------ deploykit
-    def build(self, case: C.Case, model: Path, model_sha: str, target: str, cal: dict) -> tuple[dict, Path]:
+    def build(self, case: C.Case, model: Path, model_sha: str, target: str, cal: dict,
+              tune: dict | None = None) -> tuple[dict, Path]:
+        """One ``deploykit build``; with ``tune`` (a labelled set) also ``--eval-data F --metric M``."""
+        task_args = ["--eval-data", str(tune["path"]), "--metric", case.tune_metric] if tune else []
         key = _key(tool="deploykit", dk=self.dk_fp, model=model_sha, calib=cal["sha"], target=target,
-                   shapes=case.shape_args(), extra=self.args.dk_args)
-        out = WORK / "bundles" / case.name / f"{target}-{cal['name']}"
+                   shapes=case.shape_args(), extra=self.args.dk_args, tune=tune and (tune["sha"], case.tune_metric))
+        out = WORK / "bundles" / case.name / f"{target}-{cal['name']}{'-task' if tune else ''}"
         rec_path = out.with_suffix(".json")
         rec = _read_json(rec_path)
         if rec and rec.get("key") == key and not self.args.rebuild and (rec["status"] == "failed" or (out / "manifest.json").exists()):
@@ -146,10 +167,10 @@ class Bench:
                 rec["error"] = tools.failure_line({"rc": rec.get("rc", 1), "log": rec["log"]})
             return dict(rec, cached=True), out
         cmd = [sys.executable, "-m", "deploykit.cli.app", "build", str(model), "--target", target, "--precision", "int8",
-               "--calibration", str(cal["path"]), "-o", str(out), "--force", *self.args.dk_args.split()]
+               "--calibration", str(cal["path"]), "-o", str(out), "--force", *task_args, *self.args.dk_args.split()]
         for s in case.shape_args():
             cmd += ["--input-shape", s]
-        res = tools.run_process(cmd, WORK / "logs" / case.name / f"build-{target}-{cal['name']}.log", self.args.timeout,
+        res = tools.run_process(cmd, WORK / "logs" / case.name / f"build-{out.name}.log", self.args.timeout,
                                 self.mem_mb, env=self.env)
         rec = {"key": key, "wall_s": res["wall_s"], "peak_rss_mb": res["peak_rss_mb"]}
         if res["rc"] != 0 or not (out / "manifest.json").exists():
@@ -160,6 +181,8 @@ class Bench:
             man = _read_json(out / "manifest.json") or {}
             ver = man.get("verification") or {}
             q = man.get("quantization") or {}
+            if ver.get("task"):
+                rec["verify_task"] = ver["task"]
             rec.update(status="built", verification=ver.get("status"), problems=(ver.get("problems") or [])[:4],
                        verify_runtime=ver.get("runtime"),
                        verify_outputs={k: {m: v for m, v in d.items() if m in ("cosine", "sqnr_db", "top1_agreement")}
@@ -272,6 +295,15 @@ class Bench:
             for cal in calibs:
                 rec, out = self.build(case, model, model_sha, target, cal)
                 add({"tool": "deploykit", "target": target, "calib": cal["name"], **rec}, "bundle", out, rec.get("key") or "x")
+        if a.task_data and case.tune is not None:
+            tune = self.tune_set(case, model)
+            entry["data"]["tuning"] = {k: v for k, v in tune.items() if k not in ("path", "labels")}
+            entry["data"]["tuning"]["metric"] = case.tune_metric
+            for target in a.targets:
+                for cal in calibs:
+                    rec, out = self.build(case, model, model_sha, target, cal, tune)
+                    add({"tool": "deploykit+task", "target": target, "calib": cal["name"], **rec}, "bundle", out,
+                        rec.get("key") or "x")
         if not a.no_ort:
             for method in a.ort_methods:
                 for act in a.ort_acts:
@@ -302,6 +334,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-onnx2tf", action="store_true", help="skip onnx2tf")
     ap.add_argument("--ort-methods", default=",".join(ORT_METHODS))
     ap.add_argument("--ort-activations", default=None, help=f"default {','.join(ORT_ACTS)} ({ORT_ACTS[0]} with --quick)")
+    ap.add_argument("--task-data", action="store_true", help="also build with `--eval-data TUNE.npz --metric M` where a "
+                    "model has a labelled tuning set (never an evaluation set): rows 'deploykit+eval-data'")
     ap.add_argument("--rebuild", action="store_true", help="rebuild deploykit bundles even when cached")
     ap.add_argument("--dk-args", default="", help="extra arguments for every deploykit build (part of the cache key)")
     ap.add_argument("--timeout", type=float, default=3600, help="per build / quantization / evaluation process, s")
