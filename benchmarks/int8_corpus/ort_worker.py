@@ -3,7 +3,7 @@
     python ort_worker.py MODEL CALIB.npz OUT.onnx --input-shape NAME:D0,D1,.. [...] \
         --method MinMax|Entropy|Percentile --activation QInt8|QUInt8
 
-The multi-input counterpart of ``benchmarks/quant/ort_quantize.py`` (whose input pinning it reuses):
+The multi-input counterpart of ``benchmarks/quant/ort_quantize.py``, whose ``prepare`` it reuses:
 opset raised to 13 when lower (per-channel DequantizeLinear needs it), dynamic dims pinned,
 ``quant_pre_process`` (retried without symbolic shape inference when that fails), then
 ``quantize_static`` with QDQ, per-channel QInt8 weights, the requested activation type and
@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from benchmarks.quant.ort_quantize import pin_input_shape  # noqa: E402
+from benchmarks.quant.ort_quantize import prepare  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,9 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--activation", default="QUInt8", choices=["QInt8", "QUInt8"])
     args = ap.parse_args(argv)
 
-    import onnx
     from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
 
     shapes = {}
     for spec in args.input_shape:
@@ -74,23 +72,8 @@ def main(argv: list[str] | None = None) -> int:
 
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="ortq-") as tmp:
-        fixed, prep = Path(tmp) / "fixed.onnx", Path(tmp) / "prep.onnx"
-        m = onnx.load(args.model)
-        opset = next((o.version for o in m.opset_import if o.domain in ("", "ai.onnx")), 0)
-        if opset < 13:
-            from onnx import version_converter
-
-            m = version_converter.convert_version(m, 13)
-        for name, shape in shapes.items():
-            pin_input_shape(m, name, shape)
-        onnx.save(m, str(fixed))
-        del m
-        note = None
-        try:
-            quant_pre_process(str(fixed), str(prep))
-        except Exception as e:  # noqa: BLE001 - ORT's symbolic shape inference is fragile
-            note = f"symbolic shape inference failed ({type(e).__name__}), skipped"
-            quant_pre_process(str(fixed), str(prep), skip_symbolic_shape=True)
+        prep = Path(tmp) / "prep.onnx"
+        note = prepare(args.model, shapes, prep, Path(tmp))
         quantize_static(str(prep), args.output, Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=getattr(QuantType, args.activation), weight_type=QuantType.QInt8,
                         calibrate_method=getattr(CalibrationMethod, args.method),

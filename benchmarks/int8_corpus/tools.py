@@ -101,11 +101,8 @@ def failure_line(res: dict) -> str:
 
 # ------------------------------------------------------------------ hashes
 def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
     with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def fingerprint(*paths: Path, extra: str = "") -> str:
