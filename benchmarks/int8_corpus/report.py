@@ -133,7 +133,7 @@ def _f(v, fmt="{:.2f}"):
 
 def _cell(c: dict | None, gap: bool) -> str:
     if c is None:
-        return ""
+        return "not run"
     if c["mean"] is None:
         return "FAIL: " + (c["errors"][0].split(": ", 1)[-1][:70].replace("|", "/") if c["errors"] else "no result")
     s = f"{c['mean']:+.2f} ({_f(c['worst'], '{:+.2f}')})" if gap else f"{_f(c['mean'], '{:.1f}')} ({_f(c['worst'], '{:.1f}')})"
@@ -282,3 +282,18 @@ def write(res: dict, stem: Path) -> None:
           "- Evaluation sets are generated independently of the calibration sets (other generators, fonts or seeds; see "
           "each model); no evaluation sample is a calibration sample.", ""]
     stem.with_suffix(".md").write_text("\n".join(L) + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m benchmarks.int8_corpus.report [RESULTS.json]``: print the summary tables (for README)."""
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    path = Path(args[0]) if args else Path(__file__).resolve().parents[1] / "results" / "int8_corpus.json"
+    res = json.loads(path.read_text())
+    print("\n".join(summary_table(res, held_out=False) + ["", "Held out:", ""] + summary_table(res, held_out=True)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
