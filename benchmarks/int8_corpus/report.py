@@ -274,7 +274,7 @@ def write(res: dict, stem: Path) -> None:
           "--input-shape ...`, evaluated through the bundle's generated runner "
           "(`load_runner_module(bundle).Runner(bundle, num_threads=1)`).",
           "- ORT: `quant_pre_process` + `quantize_static` (QDQ, per-channel S8 weights, U8/S8 activations, MinMax / Entropy "
-          "/ Percentile; `CalibStridedMinMax` = the largest divisor of the set size <= 16, so the histogram methods fit in memory), evaluated in ONNX "
+          "/ Percentile; `CalibStridedMinMax` = the largest divisor of the set size <= 8, so the histogram methods fit in memory), evaluated in ONNX "
           "Runtime with its default int8 kernels (*default*; on x86 without VNNI their u8 x s8 products can saturate) "
           "and with QDQ fusion off (*exact*: the int8 arithmetic simulated in float, what a VNNI or ARM CPU computes).",
           "- onnx2tf 2.6.9: `onnx2tf -tb tf_converter -oiqt -cind ...` (calibration arrays in model units, NHWC for "
