@@ -25,6 +25,7 @@ BENCHMARKS = {
     "compress": ("compress/run.py", True),
     "fleet": ("fleet.py", False),
     "startup": ("startup.py", False),
+    "int8_corpus": ("int8_corpus/run.py", True),
 }
 
 

@@ -51,6 +51,35 @@ def pin_input_shape(model, name: str, shape: list[int]) -> None:
             d.Clear()
 
 
+def prepare(model_path: str, shapes: dict[str, list[int]], out: Path, tmp: Path) -> str | None:
+    """Write the model ``quantize_static`` is given to ``out``: opset raised to 13 when older,
+    input dims pinned, ``quant_pre_process`` (re-run without symbolic shape inference when that
+    fails: then a note saying so is returned)."""
+    import onnx
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    fixed = tmp / "fixed.onnx"
+    m = onnx.load(model_path)
+    opset = next((o.version for o in m.opset_import if o.domain in ("", "ai.onnx")), 0)
+    if opset < 13:
+        # per-channel DequantizeLinear (axis attribute) needs opset >= 13; quantize_static
+        # otherwise writes a model ORT refuses to load (PP-OCR cls is opset 11, rec opset 12)
+        from onnx import version_converter
+
+        m = version_converter.convert_version(m, 13)
+    for name, shape in shapes.items():
+        pin_input_shape(m, name, shape)
+    onnx.save(m, str(fixed))
+    del m
+    try:
+        quant_pre_process(str(fixed), str(out))
+    except Exception as e:  # noqa: BLE001 - ORT's symbolic shape inference is fragile
+        # e.g. PP-OCR cls: AssertionError in _infer_Concat (axis != 0 on a shape tensor)
+        quant_pre_process(str(fixed), str(out), skip_symbolic_shape=True)
+        return f"symbolic shape inference failed ({type(e).__name__}), skipped"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("model")
@@ -63,7 +92,6 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     t0 = time.perf_counter()
-    import onnx
     from onnxruntime.quantization import (
         CalibrationDataReader,
         CalibrationMethod,
@@ -71,7 +99,6 @@ def main(argv: list[str] | None = None) -> int:
         QuantType,
         quantize_static,
     )
-    from onnxruntime.quantization.shape_inference import quant_pre_process
 
     name, dims = args.input_shape.split(":", 1)
     shape = [int(d) for d in dims.split(",")]
@@ -93,26 +120,8 @@ def main(argv: list[str] | None = None) -> int:
 
     t_start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="ortq-") as tmp:
-        fixed = Path(tmp) / "fixed.onnx"
         prep = Path(tmp) / "prep.onnx"
-        m = onnx.load(args.model)
-        opset = next((o.version for o in m.opset_import if o.domain in ("", "ai.onnx")), 0)
-        if opset < 13:
-            # per-channel DequantizeLinear (axis attribute) needs opset >= 13; quantize_static
-            # otherwise writes a model ORT refuses to load (PP-OCR cls is opset 11, rec opset 12)
-            from onnx import version_converter
-
-            m = version_converter.convert_version(m, 13)
-        pin_input_shape(m, name, shape)
-        onnx.save(m, str(fixed))
-        del m
-        prep_note = None
-        try:
-            quant_pre_process(str(fixed), str(prep))
-        except Exception as e:  # noqa: BLE001 - ORT's symbolic shape inference is fragile
-            # e.g. PP-OCR cls: AssertionError in _infer_Concat (axis != 0 on a shape tensor)
-            prep_note = f"symbolic shape inference failed ({type(e).__name__}), skipped"
-            quant_pre_process(str(fixed), str(prep), skip_symbolic_shape=True)
+        prep_note = prepare(args.model, {name: shape}, prep, Path(tmp))
         t_prep = time.perf_counter()
         quantize_static(
             str(prep),
