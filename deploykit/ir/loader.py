@@ -111,6 +111,7 @@ def load_proto(path: str | os.PathLike, *, buildable: bool = True) -> onnx.Model
         raise
     except Exception as e:  # noqa: BLE001 - ValidationError, and the checker's other failures on odd files
         raise ModelError(f"{str(p)!r} fails the ONNX checker: {_first_line(e) or 'invalid model'}") from e
+    _check_initializer_sizes(proto, p)
     if buildable:
         _check_io(proto, p)
     _unique_node_names(proto.graph)
@@ -142,6 +143,31 @@ def _name_problem(name: object) -> str | None:
     if "\x00" in name:
         return "contains a NUL character"
     return None
+
+
+_PACKED_TYPES = frozenset(
+    getattr(onnx.TensorProto, n) for n in ("INT4", "UINT4", "INT2", "UINT2", "FLOAT4E2M1", "STRING")
+    if hasattr(onnx.TensorProto, n))
+
+
+def _check_initializer_sizes(proto: onnx.ModelProto, p: Path) -> None:
+    """Raw tensor bytes must match their declared type and dims (the checker does not look): a
+    weight retyped or truncated in the file is refused here, not in whichever tool reads it first."""
+    for g in _graphs(proto.graph):
+        for t in g.initializer:
+            if not t.HasField("raw_data") or t.data_location == onnx.TensorProto.EXTERNAL:
+                continue
+            try:
+                itemsize = onnx.helper.tensor_dtype_to_np_dtype(t.data_type).itemsize
+            except (KeyError, ValueError, TypeError):
+                continue  # unknown or packed (4-bit, string) types: their readers check them
+            if t.data_type in _PACKED_TYPES:
+                continue
+            need = itemsize * math.prod(t.dims)
+            if len(t.raw_data) != need:
+                kind = _type_name(onnx.helper.make_tensor_type_proto(t.data_type, None))
+                raise ModelError(f"{str(p)!r}: initializer {t.name!r} holds {len(t.raw_data)} bytes, but {kind} "
+                                 f"{list(t.dims)} needs {need}; the file is damaged or was edited: re-export the model")
 
 
 def _check_names(proto: onnx.ModelProto) -> None:

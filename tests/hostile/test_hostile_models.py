@@ -249,3 +249,18 @@ def test_input_listed_as_output_fp16(sb):
         sb.expect_error(res, "--precision fp32", code=2, out=out16)
     else:
         sb.expect_ok(res, out16)
+
+
+def test_initializer_bytes_that_do_not_match_its_type_are_refused_at_import(sb):
+    """A float bias retyped to bool in the file (fuzz seed 47, m0546): its 40 raw bytes cannot be
+    bool[10]. ONNX Runtime refused the build, but `inspect --target jetson-nano` reached the TensorRT
+    lowering and ended in `internal error: ValueError: cannot reshape`. Refused at import for every
+    command."""
+    m = hm.conv_model()
+    fc_b = next(t for t in m.graph.initializer if t.name == "fc_b")
+    fc_b.data_type = onnx.TensorProto.BOOL
+    path = hm.save(m, sb.work / "m.onnx")
+    for args in (("inspect", path, "--target", "jetson-nano"), ("inspect", path)):
+        sb.expect_error(sb.run(*args), "'fc_b' holds 20 bytes, but bool [5] needs 5", code=2)
+    out, res = _build(sb, path)
+    sb.expect_error(res, "'fc_b' holds 20 bytes", code=2, out=out)
