@@ -178,14 +178,16 @@ def evaluate_subsets(model: onnx.ModelProto, feeds, refs, parts: dict[str, Any] 
 HUGE_VALUE = 1e30
 
 
-def _refuse_unrepresentable(observers: Mapping[str, Any], outputs, proto) -> None:
-    """Refuse int8 when the fp32 model itself computes NaN/Inf outputs or values beyond
-    :data:`HUGE_VALUE` on the calibration samples (NaN/Inf/huge weights, or data at the wrong scale):
-    no int8 range represents them, and verification could only fail (or a runtime abort)."""
+def _refuse_unrepresentable(observers: Mapping[str, Any], outputs, proto, full_integer: bool) -> None:
+    """Refuse int8 when the fp32 model itself computes NaN/Inf outputs on the calibration samples
+    (NaN/Inf/huge weights, or data at the wrong scale): no int8 range represents them, and
+    verification could only fail. On full-integer targets (nothing may stay float) also when a
+    tensor passes :data:`HUGE_VALUE`: its int8 rescales leave float32 and the runtime aborts (mixed
+    targets keep such tensors, e.g. an attention mask of float32 min, in float)."""
     from deploykit.errors import CalibrationError
 
     broken = [n for n in outputs if n in observers and observers[n].nonfinite]
-    huge = [n for n, o in observers.items() if o.count and max(abs(o.lo), abs(o.hi)) > HUGE_VALUE]
+    huge = [n for n, o in observers.items() if full_integer and o.count and max(abs(o.lo), abs(o.hi)) > HUGE_VALUE]
     if broken:
         from onnx import numpy_helper
 
@@ -420,7 +422,7 @@ def quantize_model(
     base_fallback, joins = _split_mixed_concats(index, observers, tails, scheme, base_fallback, log)
     join_nodes = {k for t in joins.values() for k in t.float_nodes}
     base_fallback = base_fallback | join_nodes  # simulated in float: the runner joins dequantized branches
-    _refuse_unrepresentable(observers, index.graph_outputs, proto)
+    _refuse_unrepresentable(observers, index.graph_outputs, proto, full_integer=not scheme.mixed_precision)
     bad = [n for n, o in observers.items() if o.nonfinite]
     if bad:
         log(f"warning: NaN/Inf values in {len(bad)} tensors during calibration (e.g. {bad[0]!r}); they are ignored")
