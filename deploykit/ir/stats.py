@@ -36,7 +36,7 @@ def node_macs(node: ir.Node) -> int:
         return _numel(x) * int(math.prod(w[1:]))
     if op in ("MatMul", "MatMulInteger", "Gemm"):
         a = _shape(node.inputs[0])
-        if out is None or a is None:
+        if out is None or not a:  # unknown, or rank 0 (an invalid model inspect still describes)
             return 0
         k = a[-1]
         if op == "Gemm":

@@ -168,3 +168,16 @@ def test_small_cnn_stats(cnn):
     assert stats.ops["Conv"] == 2 and stats.ops["Gemm"] == 1 and sum(stats.ops.values()) == 14
     # w1 216 + b1 8 + BN 4*8 + three/zero/six 3 + wdw 72 + bdw 8 + wfc 80 + bfc 10
     assert stats.params == 216 + 8 + 32 + 3 + 72 + 8 + 80 + 10
+
+
+def test_gemm_with_a_scalar_input_counts_no_macs_instead_of_failing(tmp_path):
+    """A Gemm fed a rank-0 tensor (fuzz seed 53: an attribute change made ReduceMean scalar) is an
+    invalid model that `inspect` still describes: IndexError before."""
+    node = helper.make_node("Gemm", ["a", "b"], ["y"], name="gemm")
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("a", TensorProto.FLOAT, [])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 7])],
+                              [numpy_helper.from_array(_w(5, 7), "b")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    import onnx_ir as ir
+
+    assert node_macs(next(iter(ir.from_proto(model).graph))) == 0
