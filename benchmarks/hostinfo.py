@@ -4,6 +4,8 @@ The parsers live in the package (``deploykit.effect.host``), which the effect re
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from deploykit.cpu import cpu_class
 from deploykit.effect.host import cpu_model, memory_gb
 
@@ -14,4 +16,15 @@ def cpu_class_label() -> str:
     return cpu_class().label
 
 
-__all__ = ["cpu_class_label", "cpu_model", "memory_gb"]
+def proc_status_mb(pid: int, field: str = "VmRSS") -> float:
+    """A memory field of ``/proc/PID/status`` (``VmRSS``, ``VmHWM``) in MB; 0 once the process is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError):
+        pass
+    return 0.0
+
+
+__all__ = ["cpu_class_label", "cpu_model", "memory_gb", "proc_status_mb"]

@@ -28,19 +28,12 @@ VENVS = Path(os.environ.get("DEPLOYKIT_VENVS") or Path.home() / ".cache" / "depl
 
 
 # ------------------------------------------------------------------ processes
-def _status(pid: int, field: str) -> float:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024
-    except (OSError, ValueError):
-        pass
-    return 0.0
-
-
 def run_process(cmd: list[str], log: Path, timeout: float, mem_limit_mb: float, env: dict | None = None,
                 cwd: Path | None = None) -> dict:
     """Run ``cmd`` (stdout+stderr to ``log``); rc, wall time, peak RSS, and why it was killed."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from hostinfo import proc_status_mb
+
     log.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     killed = None
@@ -52,9 +45,9 @@ def run_process(cmd: list[str], log: Path, timeout: float, mem_limit_mb: float, 
             pid, status, _ = os.wait4(p.pid, os.WNOHANG)
             if pid:
                 break
-            hwm = max(hwm, _status(p.pid, "VmHWM"))
+            hwm = max(hwm, proc_status_mb(p.pid, "VmHWM"))
             n += 1
-            if mem_limit_mb and n % 5 == 0 and _status(p.pid, "VmRSS") > mem_limit_mb:
+            if mem_limit_mb and n % 5 == 0 and proc_status_mb(p.pid, "VmRSS") > mem_limit_mb:
                 killed = f"killed: RSS above the benchmark's memory cap ({mem_limit_mb / 1024:.1f} GB)"
             elif time.perf_counter() - t0 > timeout:
                 killed = f"killed: timed out after {timeout:.0f} s"

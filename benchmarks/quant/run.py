@@ -57,7 +57,7 @@ RESULTS = BENCH / "results"
 sys.path.insert(0, str(BENCH))
 
 from datasets import textlines as T  # noqa: E402
-from hostinfo import cpu_class_label, cpu_model, memory_gb  # noqa: E402
+from hostinfo import cpu_class_label, cpu_model, memory_gb, proc_status_mb  # noqa: E402
 
 GOAL_ACC_POINTS = 0.5  # int8 within 0.5 points of fp32
 GOAL_TIME_FACTOR = 1.5  # build time <= ORT MinMax + 50%
@@ -103,16 +103,6 @@ def emulated(cmd: list[str]) -> list[str]:
     return [*EMULATE, *cmd] if EMULATE else cmd
 
 
-def _rss_mb(pid: int, field: str = "VmRSS") -> float:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024
-    except (OSError, ValueError):
-        pass
-    return 0.0
-
-
 def _mem_available_mb() -> float:
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():
@@ -137,12 +127,12 @@ def measure(cmd: list[str], env: dict | None = None, cwd: Path | None = None, ti
         while True:
             # VmHWM is the peak RSS of the process's own address space since exec. (ru_maxrss is
             # not used: it includes the benchmark's own RSS at fork time, a floor of ~400 MB here.)
-            hwm = max(hwm, _rss_mb(p.pid, "VmHWM"))
+            hwm = max(hwm, proc_status_mb(p.pid, "VmHWM"))
             pid, status, ru = os.wait4(p.pid, os.WNOHANG)
             if pid:
                 break
             n += 1
-            if MEM_LIMIT_MB and n % 5 == 0 and _rss_mb(p.pid) > MEM_LIMIT_MB:
+            if MEM_LIMIT_MB and n % 5 == 0 and proc_status_mb(p.pid) > MEM_LIMIT_MB:
                 mem_killed = True
             if time.perf_counter() - t0 > timeout or mem_killed:
                 timed_out = not mem_killed
