@@ -116,7 +116,8 @@ class RayExecutor:
 
     def __init__(self, address: str | None = None, jobs: int | None = None, keep_going: bool = False,
                  workdir: Path | None = None, retries: int = 2):
-        if _loopback(address or os.environ.get("RAY_ADDRESS") or ""):
+        self.loopback = _loopback(address or os.environ.get("RAY_ADDRESS") or "")
+        if self.loopback:
             # A cluster bound to 127.0.0.1: Ray replaces a loopback address by the machine's own
             # address unless its single-machine mode is on (read when ray is imported), then waits
             # for ever for a head that does not listen there.
@@ -144,7 +145,7 @@ class RayExecutor:
         if ray.is_initialized():
             return False
         quiet: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.ERROR}
-        if _loopback(self.address or os.environ.get("RAY_ADDRESS") or ""):
+        if self.loopback:
             quiet["_node_ip_address"] = "127.0.0.1"
         try:
             if self.address:
