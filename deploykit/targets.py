@@ -30,6 +30,12 @@ A profile names its backend and states device facts. Schema (unknown keys are er
 
     [options]                           # free-form, read by the backend (e.g. workspace_mb)
 
+    [emulation]                         # optional: how `deploykit verify --emulate` runs the bundle
+    cpu = "cortex-a72"                  # QEMU CPU model of the device's cores (never "max")
+    debian = "bookworm"                 # Debian suite of the emulated root (the device OS's base)
+    requirements = [...]                # only when the device's own runtime is not on PyPI: stand-ins
+    note = "..."                        # why the emulated environment differs from the device, if it does
+
 Profiles are loaded from plugins through the ``register_targets`` hook; the built-in ones live in
 the top-level ``targets/`` folder (package ``deploykit_profiles``).
 """
@@ -80,6 +86,7 @@ class TargetProfile:
     docker_platform: str
     options: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
     source: str = ""
+    emulation: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -134,7 +141,9 @@ _SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], bool]]] = {
     },
     "docker": {"base_image": (str, True), "platform": (str, True)},
     "options": {},
+    "emulation": {"cpu": (str, True), "debian": (str, True), "requirements": (list, False), "note": (str, False)},
 }
+OPTIONAL_SECTIONS = ("options", "emulation")
 
 
 def _fail(source: str, fieldname: str, problem: str) -> TargetError:
@@ -154,6 +163,8 @@ def profile_from_dict(data: dict[str, Any], source: str = "<profile>") -> Target
                 raise _fail(source, "options", "must be a table")
             continue
         if section not in data:
+            if section in OPTIONAL_SECTIONS:
+                continue
             raise _fail(source, section, "is missing (a [" + section + "] table is required)")
         if not isinstance(table, dict):
             raise _fail(source, section, "must be a table")
@@ -202,6 +213,15 @@ def profile_from_dict(data: dict[str, Any], source: str = "<profile>") -> Target
     reqs = values.get("runtime.requirements", [])
     if not all(isinstance(r, str) for r in reqs):
         raise _fail(source, "runtime.requirements", "must be a list of strings")
+    emulation = {k.split(".", 1)[1]: v for k, v in values.items() if k.startswith("emulation.")}
+    if emulation:
+        if values["device.arch"] != "aarch64":
+            raise _fail(source, "emulation", "is only supported for aarch64 devices")
+        if emulation["cpu"].split(",")[0] == "max":
+            raise _fail(source, "emulation.cpu", "must name the device's CPU: QEMU's 'max' offers SME, which no "
+                        "such device has and on which XNNPACK's int8 results are wrong")
+        if not all(isinstance(r, str) for r in emulation.get("requirements", [])):
+            raise _fail(source, "emulation.requirements", "must be a list of strings")
     return TargetProfile(
         name=name,
         description=values["target.description"],
@@ -223,6 +243,7 @@ def profile_from_dict(data: dict[str, Any], source: str = "<profile>") -> Target
         docker_platform=values["docker.platform"],
         options=dict(data.get("options", {})),
         source=source,
+        emulation=emulation,
     )
 
 

@@ -19,12 +19,16 @@ TOLERANCES = {
     "fp32": {"rel_max_abs_error": 1e-4},
     "fp16": {"rel_max_abs_error": 1e-2},
     "int8": {"cosine": 0.95},  # a sanity bound; the accuracy budget (--accuracy-budget) is checked by the engine
+    # fp16 bundles computed in fp16 on the device (Pi 5: LiteRT's reduced_precision_support metadata on a
+    # Cortex-A76): fp16 accumulation makes errors ~10x those of fp16 weights computed in fp32 (x86, Pi 4).
+    # Only an emulated (or real) arm64 run sees this arithmetic; see deploykit/emulate.
+    "fp16-arithmetic": {"rel_max_abs_error": 5e-2},
 }
 # A metric that also passes an output where a tolerance above is missed. int8 probability outputs
 # with a class axis: the arg-max is what users act on, and cosine on probabilities punishes noise
 # between near-tied classes (PP-OCR rec int8: cosine 0.86 on 4 lines at 99.0 % vs fp32 99.5 %
 # character accuracy; per-step arg-max agreement 0.96).
-ALTERNATIVES = {"int8": {"top1_agreement": 0.9}}
+ALTERNATIVES = {"int8": {"top1_agreement": 0.9}, "fp16-arithmetic": {"top1_agreement": 0.99}}
 
 
 def load_runner_module(bundle_dir: str | Path):
