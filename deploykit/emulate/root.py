@@ -195,7 +195,7 @@ class DeviceRoot:
                       f"--include={','.join(self.env.root_packages)}", self.env.debian, str(tmp), mirror],
                      f"creating the {self.env.debian} {self.env.arch} root with mmdebstrap",
                      "check that the Debian mirror is reachable (or set DEPLOYKIT_DEBIAN_MIRROR)")
-                for sub in ("proc", "dev", "mnt/work", "tmp"):
+                for sub in ("proc", "dev", "sys", "mnt/work", "tmp"):
                     (tmp / sub).mkdir(parents=True, exist_ok=True)
                 os.chmod(tmp / "tmp", 0o1777)
                 shutil.rmtree(self.path, ignore_errors=True)

@@ -2,9 +2,11 @@
 
 Each run is a private mount + pid namespace (``unshare``): ``/proc`` of that namespace, the
 device's cpuinfo bind-mounted over ``/proc/cpuinfo``, ``/dev``, and a work folder holding a copy of
-the bundle, the samples and :mod:`deploykit.emulate.driver`; no ``/sys`` (with it LiteRT crashes
-under QEMU, facts/arm64-emulation.md trap 3). QEMU runs every arm64 program with
-``QEMU_CPU=<device core>``.
+the bundle, the samples and :mod:`deploykit.emulate.driver`. ``/sys`` is not the host's (with it
+LiteRT crashes under QEMU, facts/arm64-emulation.md trap 3) but a tree of the device's CPU lists
+only (``devices/system/cpu/{possible,present,online}``): without those, LiteRT's CPU detection
+fails and it silently runs without XNNPACK even with the right cpuinfo (measured: ai-edge-litert
+2.3.0 on an emulated Cortex-A72/A76). QEMU runs every arm64 program with ``QEMU_CPU=<device core>``.
 """
 
 from __future__ import annotations
@@ -26,9 +28,10 @@ from deploykit.errors import DeployError
 WORK_MOUNT = "/mnt/work"
 # host sh: mounts in the new namespace, then chroot; every path is a positional argument, never code
 _NAMESPACE_SCRIPT = (
-    'set -e; r="$1"; c="$2"; w="$3"; shift 3; '
+    'set -e; r="$1"; c="$2"; y="$3"; w="$4"; shift 4; '
     'mount -t proc proc "$r/proc"; '
     'if [ -n "$c" ]; then mount --bind "$c" "$r/proc/cpuinfo"; fi; '
+    'if [ -n "$y" ]; then mkdir -p "$r/sys"; mount --bind -o ro "$y" "$r/sys"; fi; '
     'mount --rbind /dev "$r/dev"; '
     'if [ -n "$w" ]; then mount --bind "$w" "$r' + WORK_MOUNT + '"; fi; '
     'exec chroot "$r" "$@"'
@@ -59,9 +62,21 @@ class Emulator:
             tmp.replace(path)
         return str(path)
 
+    def _sys_tree(self) -> str:
+        """A /sys holding only the device's CPU lists (what LiteRT's CPU detection reads)."""
+        if not self.device_cpuinfo:
+            return ""
+        top = self.root.dir / f"sys-{self.cores}"
+        cpu = top / "devices" / "system" / "cpu"
+        if not (cpu / "online").is_file():
+            cpu.mkdir(parents=True, exist_ok=True)
+            for name in ("possible", "present", "online"):
+                (cpu / name).write_text(f"0-{self.cores - 1}\n" if self.cores > 1 else "0\n")
+        return str(top)
+
     def command(self, cmd: Sequence[str], work: Path | None = None) -> list[str]:
         return ["unshare", "--mount", "--pid", "--fork", "--propagation", "private", "/bin/sh", "-c", _NAMESPACE_SCRIPT,
-                "sh", str(self.root.path), self._cpuinfo_file(), str(work) if work else "", *cmd]
+                "sh", str(self.root.path), self._cpuinfo_file(), self._sys_tree(), str(work) if work else "", *cmd]
 
     def prepare(self) -> str:
         """The root and the venv for the environment's requirements (cached); the venv's path in the root."""

@@ -154,7 +154,10 @@ class TFLiteBackend(Backend):
         if precision == "fp16":
             from deploykit_tflite.fp16 import to_fp16_weights
 
-            report["fp16_constants"] = to_fp16_weights(graph)
+            # fp16 arithmetic on the device (Pi 5) only with LiteRT's reduced_precision_support metadata
+            fp16_arithmetic = bool(ctx.profile.options.get("fp16_arithmetic", False))
+            report["fp16_constants"] = to_fp16_weights(graph, reduced_precision=fp16_arithmetic)
+            report["fp16_arithmetic"] = fp16_arithmetic
         elif precision == "int8":
             from deploykit_tflite.int8 import quantize_graph, resolve_params
 
