@@ -63,6 +63,7 @@ class BuildRequest:
     compress: str | None = None  # --compress spec (deploykit.compress.parse_spec), None = off
     eval_data: str | None = None  # --eval-data FILE.npz: inputs + labels, never used for calibration
     metric: str | None = None  # --metric (deploykit.quant.task_metrics.parse_metric)
+    verify_on: str = "host"  # "emulated": also verify on the emulated device (deploykit.emulate)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -155,6 +156,14 @@ def build(request: BuildRequest, registry: Registry | None = None, reporter: Rep
         extra.update({"eval_data": Path(request.eval_data).name, "metric": task.metric.name})
     if compress_spec is not None:
         extra["compress"] = str(compress_spec)
+    if request.verify_on != "host":
+        if not profile.emulation:
+            raise DeployError(f"--verify-on {request.verify_on}: target {profile.name!r} has no emulated device "
+                              "(its profile has no [emulation] table); use --verify-on host")
+        from deploykit.emulate.root import require_emulation
+
+        require_emulation()  # before any work: one line saying why this machine cannot
+        extra["verify_on"] = request.verify_on
     options = BuildOptions(precision=precision, input_shapes=shapes, calibration=request.calibration,
                            io=request.io, extra=extra)
 
@@ -256,6 +265,9 @@ def build(request: BuildRequest, registry: Registry | None = None, reporter: Rep
                                      else (lambda fs: _reference_of(compression.model, fs, names)))
                 except (RuntimeError, ValueError) as e:  # the runtime refused these inputs
                     verification = _runtime_refused(e, len(feeds), not request.calibration)
+                if request.verify_on == "emulated" and verification["status"] != "skipped":
+                    _verify_emulated(verification, work, profile, precision, inputs, outputs, feeds, refs,
+                                     _output_parts(model), reporter)
                 if verification["status"] != "passed":
                     reporter.warn("verification FAILED: " + "; ".join(verification["problems"]))
         report = {
@@ -323,6 +335,23 @@ def _task_budget(request: BuildRequest):
         raise DeployError(f"--eval-data needs --metric: one of {', '.join(METRICS)}")
     metric = parse_metric(request.metric)
     return TaskBudget.parse(metric, request.accuracy_budget)
+
+
+def _verify_emulated(verification: dict[str, Any], work: Path, profile, precision: str, inputs, outputs, feeds, refs,
+                     parts, reporter: Reporter) -> None:
+    """``--verify-on emulated``: the staged bundle on the emulated device, with its runtime and the
+    runner's fallback runtime; stored as ``verification.emulated``; a failure fails the build's verification."""
+    from deploykit.emulate.verify import ROLES, verify_emulated
+
+    manifest = {"target": profile.name, "precision": precision, "inputs": [{"name": s.name} for s in inputs],
+                "outputs": [{"name": s.name} for s in outputs]}
+    with reporter.stage(f"verify (emulated {profile.emulation['cpu']})"):
+        emulated = verify_emulated(work, manifest, feeds, refs, parts, roles=ROLES, log=reporter.log)
+    verification["emulated"] = emulated
+    if emulated["status"] != "passed":
+        verification["status"] = "failed"
+        verification["problems"] = list(verification.get("problems", [])) + [
+            f"on the emulated {emulated['cpu']}: {p}" for p in emulated["runs"]["bundle"]["problems"]]
 
 
 def _verify_task(verification: dict[str, Any], task, eval_set, bundle: Path, precision: str, threads,

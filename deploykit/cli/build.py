@@ -56,6 +56,12 @@ def build_command(
     io: str = typer.Option("float", "--io", help="Artifact I/O type where the backend supports integer I/O: float or int8."),
     force: bool = typer.Option(False, "--force", "-f", help="Replace the output folder if it exists."),
     strict: bool = typer.Option(False, "--strict", help="Exit with code 4 when verification fails or the accuracy budget is missed."),
+    verify_on: str = typer.Option(
+        "host", "--verify-on",
+        help="host: verify with the target's runtime on this machine. emulated: also run the bundle's runner on the "
+        "emulated device (arm64 root under QEMU with the device's CPU, Python and runtime wheels; needs root; "
+        "Raspberry Pi and Coral targets), with the bundle's runtime and the runner's fallback runtime; the result "
+        "goes into the manifest."),
     docker: bool = typer.Option(False, "--docker", help="Build inside the backend's toolchain image (docker), as the calling user."),
     platform: Optional[str] = typer.Option(None, "--platform", help="With --docker: docker platform of the toolchain image, e.g. linux/amd64."),
     dry_run: bool = typer.Option(False, "--dry-run", help="With --docker: write the image context, print the docker commands, build nothing."),
@@ -102,6 +108,10 @@ def build_command(
         from deploykit.errors import DeployError
 
         raise DeployError(f"unknown --io {io!r}; use float or int8")
+    if verify_on not in ("host", "emulated"):
+        from deploykit.errors import DeployError
+
+        raise DeployError(f"unknown --verify-on {verify_on!r}; use host or emulated")
     from deploykit.pipeline import BuildRequest, build
     from deploykit.quant.images import IMAGE_SUFFIXES, ImagePreprocess
 
@@ -122,7 +132,8 @@ def build_command(
         BuildRequest(model=model, target=target, output=output, precision=precision, input_shapes=list(input_shape),
                      calibration=calibration, force=force, io=io, calibration_samples=calibration_samples,
                      calibration_method=calibration_method, accuracy_budget=accuracy_budget, images=images,
-                     compress=compress, eval_data=str(eval_data) if eval_data else None, metric=metric),
+                     compress=compress, eval_data=str(eval_data) if eval_data else None, metric=metric,
+                     verify_on=verify_on),
         reporter=reporter,
     )
     verification = result.manifest["verification"]
@@ -191,6 +202,11 @@ def _print_summary(result, verification) -> None:
         err_console.print(f"task metric {t['metric']} on {t['samples']} evaluation samples: fp32 {fmt(t['fp32'])}, "
                           f"{prec} {fmt(t[prec])}{delta}; budget {t['budget']}: {'met' if t['met'] else 'MISSED'}",
                           markup=False, highlight=False)
+    emulated = verification.get("emulated")
+    if emulated:
+        from deploykit.emulate.verify import summary_line
+
+        err_console.print(summary_line(emulated), markup=False, highlight=False)
     status, line = verdict(verification, (result.report or {}).get("quantization") or q)
     style = {"passed": "green", "failed": "red", "budget-missed": "yellow", "skipped": "yellow"}.get(status, "")
     err_console.print(line, style=style, markup=False, highlight=False)

@@ -180,16 +180,33 @@ def run_command(
 @cli_errors
 def verify_command(
     bundle: Path = typer.Argument(..., help="A bundle folder made by 'deploykit build'.", show_default=False),
+    emulate: bool = typer.Option(
+        False, "--emulate",
+        help="Run the bundle's runner on its emulated device instead of this machine: an arm64 Debian root under QEMU "
+        "with the device's CPU model and cpuinfo, Python and the runtime wheels of requirements.txt (made once, cached "
+        "in $XDG_CACHE_HOME/deploykit/emulation). Needs root, qemu-user-static + binfmt and mmdebstrap "
+        "('deploykit doctor' says). The result is stored in the manifest's verification.emulated."),
+    runtime: str = typer.Option(
+        "all", "--runtime",
+        help="With --emulate: bundle (the runtime requirements.txt names), fallback (the one the runner falls back to "
+        "on the device, e.g. tflite-runtime) or all."),
     json_out: bool = JsonOption,
     debug: bool = DebugOption,
 ) -> None:
-    """Re-check a bundle: file checksums, then run its runner on the stored samples."""
+    """Re-check a bundle: file checksums, then run its runner on the stored samples (here, or --emulate'd)."""
     from deploykit.bundle.manifest import open_bundle, read_samples
     from deploykit.verification import run_bundle, verify_outputs
 
+    if runtime not in ("bundle", "fallback", "all"):
+        raise DeployError(f"unknown --runtime {runtime!r}; use bundle, fallback or all")
+    if runtime != "all" and not emulate:
+        raise DeployError("--runtime only applies with --emulate")
     manifest = open_bundle(bundle)
     feeds, refs = read_samples(bundle, manifest)
     parts = _stored_parts(bundle, manifest)
+    if emulate:
+        _verify_emulated(bundle, manifest, feeds, refs, parts, runtime, json_out)
+        return
     with _runtime_errors(bundle, "does not run on its stored samples (rebuild it with 'deploykit build')"):
         outs, runtime = run_bundle(bundle, feeds)
         result = verify_outputs(refs, outs, manifest["precision"], runtime, parts=parts)
@@ -217,6 +234,31 @@ def verify_command(
         out_console.print(line, markup=False, highlight=False)
     if result["status"] != "passed":
         raise DeployError("verification failed: " + "; ".join(result["problems"]))
+
+
+def _verify_emulated(bundle: Path, manifest: dict, feeds, refs, parts, runtime: str, json_out: bool) -> None:
+    from deploykit.emulate.verify import ROLES, profile_for, record, summary_line, verify_emulated
+
+    profile = profile_for(manifest)
+    roles = ROLES if runtime == "all" else (runtime,)
+    log = (lambda msg: None) if json_out else (lambda msg: err_console.print(printable(msg), markup=False, highlight=False))
+    with _runtime_errors(bundle, f"does not run on the emulated {profile.emulation['cpu']}"):
+        emulated = verify_emulated(bundle, manifest, feeds, refs, parts, roles=roles, log=log)
+    record(bundle, emulated)
+    if json_out:
+        print_json({"files_checked": len(manifest["files"]), **emulated})
+    else:
+        out_console.print(f"{len(manifest['files'])} files match their sha256", markup=False)
+        for role, r in emulated["runs"].items():
+            for name, m in r["outputs"].items():
+                out_console.print(f"[{role}] {printable(name)}: max abs err {_num(m.get('max_abs_error'), '.3g')}, "
+                                  f"cosine {_num(m.get('cosine'), '.6f')}, SQNR {_num(m.get('sqnr_db'), '.1f')} dB"
+                                  + (f", top-1 {_num(m.get('top1_agreement'), '.3f')}" if m.get("top1_agreement") is not None else ""),
+                                  markup=False, highlight=False)
+        out_console.print(summary_line(emulated), markup=False, highlight=False)
+        out_console.print(f"recorded in {bundle / 'manifest.json'} (verification.emulated)", markup=False, highlight=False)
+    if emulated["status"] != "passed":
+        raise DeployError("emulated verification failed: " + "; ".join(emulated["runs"].get("bundle", {}).get("problems", [])))
 
 
 def _quantization(bundle: Path, manifest: dict) -> dict | None:
