@@ -49,6 +49,11 @@ class DeviceEnv:
     apt_packages: tuple[str, ...] = field(default=APT_PACKAGES)
 
     @property
+    def venv(self) -> str:
+        """Where a device image puts the runtime's virtual environment."""
+        return VENV
+
+    @property
     def root_packages(self) -> tuple[str, ...]:
         """Debian packages of the emulated root."""
         return ROOT_PYTHON_PACKAGES + self.apt_packages

@@ -288,7 +288,8 @@ def build(request: BuildRequest, registry: Registry | None = None, reporter: Rep
             report["compression"] = compression.to_json()
         write_json(work / "report.json", report)
         for name, template in (("README.md", "README.md.j2"), ("Dockerfile", "Dockerfile.j2")):
-            text = render(template, {**context, "verification": verification, "requirements": reqs}, backend.template_package or "")
+            text = render(template, {**context, "verification": verification, "requirements": reqs,
+                                     "device_env": _device_image_env(profile, reqs)}, backend.template_package or "")
             (work / name).write_text(text, encoding="utf-8")
         def metadata() -> dict[str, Any]:
             return write_bundle_metadata(
@@ -335,6 +336,15 @@ def _task_budget(request: BuildRequest):
         raise DeployError(f"--eval-data needs --metric: one of {', '.join(METRICS)}")
     metric = parse_metric(request.metric)
     return TaskBudget.parse(metric, request.accuracy_budget)
+
+
+def _device_image_env(profile, reqs):
+    """The device environment the Dockerfile installs: the same as the emulated root's (deploykit/devenv.py),
+    for targets emulated with the bundle's own requirements (not stand-ins)."""
+    from deploykit.devenv import device_env
+
+    env = device_env(profile, tuple(reqs))
+    return env if env is not None and not env.note else None
 
 
 def _verify_emulated(verification: dict[str, Any], work: Path, profile, precision: str, inputs, outputs, feeds, refs,

@@ -92,7 +92,17 @@ def collect() -> dict:
         "backends": backends,
         "targets": target_rows(registry),
         **_docker_info(registry),
+        "emulation": _emulation_info(registry),
     }
+
+
+def _emulation_info(registry) -> dict:
+    """Can ``deploykit verify --emulate`` run here, and for which targets."""
+    from deploykit.emulate.root import cache_root, emulation_status
+
+    status = emulation_status()
+    return {**status.to_json(), "cache": str(cache_root()),
+            "targets": {n: p.emulation["cpu"] for n, p in sorted(registry.targets.items()) if p.emulation}}
 
 
 def _qemu_handlers() -> list[str]:
@@ -170,5 +180,9 @@ def doctor_command(json_out: bool = JsonOption, debug: bool = DebugOption) -> No
     out_console.print(dt)
     if common:
         out_console.print(Text(f"every target still needs: {'; '.join(common)}"))
+    e = info["emulation"]
+    emulated = ", ".join(f"{n} ({cpu})" for n, cpu in e["targets"].items())
+    out_console.print(Text(f"emulated devices (verify --emulate): {'available' if e['available'] else 'unavailable'} for "
+                           f"{emulated or 'no target'}" + (f"; {e['reason']}" if e["reason"] else f"; roots cached in {e['cache']}")))
     ready = [r["name"] for r in info["targets"] if r["installed"]]
     out_console.print(Text(f"targets ready to build here: {', '.join(ready) or 'none'}"))
