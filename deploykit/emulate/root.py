@@ -52,8 +52,9 @@ def cache_root() -> Path:
     return default_root() / "emulation"
 
 
-def binfmt_problem(arch: str = "arm64", binfmt_dir: Path = BINFMT_DIR) -> tuple[str, str]:
+def binfmt_problem(arch: str = "arm64", binfmt_dir: Path | None = None) -> tuple[str, str]:
     """(problem, handler): ``problem`` is "" when ``arch`` binaries run here through a fix-binary handler."""
+    binfmt_dir = binfmt_dir or BINFMT_DIR
     if _HOST_DEBIAN_ARCH.get(platform.machine().lower()) == arch:
         return "", ""
     name = f"qemu-{_QEMU_ARCH.get(arch, arch)}"
@@ -75,7 +76,7 @@ def binfmt_problem(arch: str = "arm64", binfmt_dir: Path = BINFMT_DIR) -> tuple[
     return "", name
 
 
-def emulation_status(arch: str = "arm64", binfmt_dir: Path = BINFMT_DIR) -> EmulationStatus:
+def emulation_status(arch: str = "arm64", binfmt_dir: Path | None = None) -> EmulationStatus:
     """Whether ``deploykit verify --emulate`` can run here; one line saying why not."""
     if platform.system() != "Linux":
         return EmulationStatus(False, f"emulated verification needs Linux (this is {platform.system()})")

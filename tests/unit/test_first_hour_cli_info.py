@@ -142,7 +142,7 @@ def test_targets_wide_terminal_adds_the_runtime(cli):
 # -- point 5: doctor ------------------------------------------------------------------------
 def test_doctor_at_80_columns_explains_ready_and_absent_runtimes(cli):
     out = _ok(cli("doctor", env={"DEPLOYKIT_PLUGINS": ALL_BUILTIN, "COLUMNS": "80"})).stdout
-    prose = ("docker:", "targets ready", "every target", "CPU class:")  # sentences, not table rows
+    prose = ("docker:", "targets ready", "every target", "CPU class:", "emulated devices")  # sentences, not table rows
     assert max(len(line.rstrip()) for line in out.splitlines() if not line.startswith(prose)) <= 80
     assert '"ready": this machine builds and verifies' in out
     flat = " ".join(out.split())
