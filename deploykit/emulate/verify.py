@@ -131,7 +131,8 @@ def summary_line(emulated: Mapping[str, Any]) -> str:
     lines = []
     for role, r in (emulated.get("runs") or {}).items():
         worst = _worst(r.get("outputs") or {})
-        lines.append(f"emulated {r.get('cpu')} [{role}] {r.get('runtime')}: {r.get('status')}{worst}")
+        lines.append(f"emulated {r.get('cpu')} [{role}] {r.get('runtime')}: {r.get('status')}{worst}"
+                     + (f"; stand-in environment: {r['note']}" if r.get("note") else ""))
     return "\n".join(lines)
 
 
