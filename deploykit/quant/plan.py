@@ -126,6 +126,8 @@ def build_plan(
     plan = QuantPlan(fallback=set(fallback or ()), method=method, scheme=scheme)
     act_dtype = scheme.activation_dtype
     nodes = list(index.model.graph.node)
+    if scheme.mixed_precision:  # e.g. a causal mask's -inf: that node stays float; full-integer schemes refuse below
+        plan.fallback |= nonfinite_constant_nodes(index)
     # 1. raw activation ranges
     cache = {} if range_cache is None else range_cache
     ranges: dict[str, tuple[float, float]] = {}
@@ -204,6 +206,18 @@ def build_plan(
                                                   zero_point=np.zeros(np.shape(scale), np.int64), dtype="int32",
                                                   axis=0 if np.ndim(scale) else None, method="derived")
     return plan
+
+
+def nonfinite_constant_nodes(index: GraphIndex) -> set[str]:
+    """Keys of nodes that read a constant holding NaN/Inf as quantizable data (a ``Where(mask, -inf, x)``
+    or ``Add(x, mask)`` attention mask): such a constant has no int8 scale, so the node runs in float."""
+    keys = set()
+    for k, node in enumerate(index.model.graph.node):
+        for _, name, role in quantizable_inputs(index, node):
+            if role == "const" and not np.all(np.isfinite(numpy_helper.to_array(index.initializers[name]))):
+                keys.add(_node_key(node, k))
+                break
+    return keys
 
 
 def _require_finite(name: str, bounds: tuple[float, float], what: str) -> None:

@@ -424,3 +424,33 @@ def test_tensor_sqnr_of_an_overflowing_quantization_is_minus_inf():
     obs.observe(np.array([np.finfo(np.float32).min, 0.0, 1.0], np.float32))
     with np.errstate(all="ignore"):
         assert tensor_sqnr(obs, Overflowing()) == -math.inf
+
+
+def _masked_attention_scores(path):
+    """MatMul -> Add(causal mask with -inf above the diagonal) -> Softmax: the usual attention mask."""
+    rng = np.random.default_rng(3)
+    w = numpy_helper.from_array(rng.standard_normal((8, 6)).astype(np.float32), "w")
+    mask = np.triu(np.full((6, 6), -np.inf, np.float32), k=1)
+    m = numpy_helper.from_array(mask, "mask")
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["scores"], name="mm"),
+             helper.make_node("Add", ["scores", "mask"], ["masked"], name="mask_add"),
+             helper.make_node("Softmax", ["masked"], ["probs"], name="sm", axis=-1)]
+    g = helper.make_graph(nodes, "att", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 6, 8])],
+                          [helper.make_tensor_value_info("probs", TensorProto.FLOAT, [1, 6, 6])], [w, m])
+    onnx.save(onnx.shape_inference.infer_shapes(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])),
+              str(path))
+    return path
+
+
+def test_nonfinite_mask_constant_stays_float_where_the_target_allows_it(tmp_path):
+    """A causal mask's -inf has no int8 scale: mixed-precision targets keep that node in float (the
+    arch corpus's causal decoder was refused on rpi4 int8); full-integer targets refuse in one line."""
+    from deploykit.errors import CalibrationError
+
+    model = _prepared(_masked_attention_scores(tmp_path / "m.onnx"))
+    samples = random_samples(graph_inputs(model), 16, seed=1)
+    r = quantize_model(model, samples, SCHEME, QuantConfig(method="minmax"))
+    assert "mask_add" in r.fallback
+    assert np.isfinite(r.metrics["probs"]["cosine"]) and r.metrics["probs"]["cosine"] > 0.99
+    with pytest.raises(CalibrationError, match=r"constant of tensor 'mask' is not finite"):
+        quantize_model(model, samples, QuantScheme(mixed_precision=False), QuantConfig(method="minmax"))
