@@ -49,16 +49,12 @@ def _x(c=3, hw=(16, 12), seed=0):
 
 
 def test_channel_map_of_the_yolo_order():
-    x = ir_value([1, 2, 4, 4])
+    import onnx_ir as ir
+
+    x = ir.Value(name="x", shape=ir.Shape([1, 2, 4, 4]), type=ir.TensorType(ir.DataType.FLOAT))
     f = space_to_depth.Focus(concat=None, source=x, offsets=modelzoo.FOCUS_YOLO, slices=())
     # Concat blocks (0,0), (1,0), (0,1), (1,1) are SpaceToDepth blocks 0, 2, 1, 3 (block = 2*dy + dx)
     assert f.channel_map().tolist() == [0, 1, 4, 5, 2, 3, 6, 7]
-
-
-def ir_value(shape):
-    import onnx_ir as ir
-
-    return ir.Value(name="x", shape=ir.Shape(shape), type=ir.TensorType(ir.DataType.FLOAT))
 
 
 @pytest.mark.parametrize("order", ORDERS)
