@@ -188,3 +188,57 @@ def yolo_like_detector(path, *, transpose: bool = False) -> Path:
     graph = helper.make_graph(nodes, "det", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, out_shape)], inits)
     return _save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+
+
+FOCUS_YOLO = ((0, 0), (1, 0), (0, 1), (1, 1))  # YOLOv5/YOLOX: x[..,::2,::2], x[..,1::2,::2], x[..,::2,1::2], x[..,1::2,1::2]
+
+
+def focus_cnn(path, *, order=FOCUS_YOLO, chained: bool = True, consumer: str = "conv", c: int = 3, hw=(16, 12),
+              opset: int = 13) -> Path:
+    """YOLO "Focus" stem: the 4 stride-2 views ``x[:, :, dy::2, dx::2]`` (``order`` of (dy, dx)), Concat on
+    channels, then ``consumer``: "conv" (Conv 3x3 -> SiLU -> Conv 1x1 head, random weights), "conv2" (two
+    Convs read the Concat), "relu" (a Relu, then the Conv head) or "output" (the Concat is the output).
+    ``chained``: one Slice per spatial axis (as PyTorch exports ``x[..., ::2, 1::2]``), else one Slice on both."""
+    rng = np.random.default_rng(7)
+    h, w = hw
+    nodes, inits = [], ([_init("steps", np.array([2], np.int64)), _init("end", np.array([2**62], np.int64)),
+                         _init("ax_h", np.array([2], np.int64)), _init("ax_w", np.array([3], np.int64)),
+                         _init("s0", np.array([0], np.int64)), _init("s1", np.array([1], np.int64))] if chained else
+                        [_init("steps2", np.array([2, 2], np.int64)), _init("end2", np.array([2**62, 2**62], np.int64)),
+                         _init("ax_hw", np.array([2, 3], np.int64))])
+    views = []
+    for k, (dy, dx) in enumerate(order):
+        if chained:
+            nodes += [helper.make_node("Slice", ["x", f"s{dy}", "end", "ax_h", "steps"], [f"v{k}h"], name=f"slice{k}_h"),
+                      helper.make_node("Slice", [f"v{k}h", f"s{dx}", "end", "ax_w", "steps"], [f"v{k}"],
+                                       name=f"slice{k}_w")]
+        else:
+            inits.append(_init(f"st{k}", np.array([dy, dx], np.int64)))
+            nodes.append(helper.make_node("Slice", ["x", f"st{k}", "end2", "ax_hw", "steps2"], [f"v{k}"], name=f"slice{k}"))
+        views.append(f"v{k}")
+    nodes.append(helper.make_node("Concat", views, ["focus"], axis=1, name="focus_concat"))
+    cout, shape = 8, [1, 4 * c, h // 2, w // 2]
+    out_name, out_shape = "y", [1, 4, h // 2, w // 2]
+    if consumer == "output":
+        nodes.append(helper.make_node("Identity", ["focus"], ["y"], name="out"))
+        out_shape = shape
+    else:
+        inits += [_init("w1", rng.normal(0, 0.3, (cout, 4 * c, 3, 3)).astype(np.float32)),
+                  _init("b1", rng.normal(0, 0.1, cout).astype(np.float32)),
+                  _init("w2", rng.normal(0, 0.3, (4, cout, 1, 1)).astype(np.float32)),
+                  _init("b2", rng.normal(0, 0.1, 4).astype(np.float32))]
+        src = "focus"
+        if consumer == "relu":
+            nodes.append(helper.make_node("Relu", ["focus"], ["focus_r"], name="relu"))
+            src = "focus_r"
+        nodes += [helper.make_node("Conv", [src, "w1", "b1"], ["c1"], pads=[1, 1, 1, 1], name="stem_conv"),
+                  helper.make_node("Sigmoid", ["c1"], ["g1"], name="stem_sigmoid"),
+                  helper.make_node("Mul", ["c1", "g1"], ["a1"], name="stem_silu"),
+                  helper.make_node("Conv", ["a1", "w2", "b2"], ["y0" if consumer == "conv2" else "y"], name="head")]
+        if consumer == "conv2":  # a second Conv reads the Concat: both get permuted weights
+            inits.append(_init("w3", rng.normal(0, 0.3, (4, 4 * c, 1, 1)).astype(np.float32)))
+            nodes += [helper.make_node("Conv", ["focus", "w3"], ["c3"], strides=[1, 1], name="side_conv"),
+                      helper.make_node("Add", ["y0", "c3"], ["y"], name="join")]
+    graph = helper.make_graph(nodes, "focus_cnn", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, c, h, w])],
+                              [helper.make_tensor_value_info(out_name, TensorProto.FLOAT, out_shape)], inits)
+    return _save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)]), path)

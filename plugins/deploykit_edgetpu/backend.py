@@ -129,6 +129,7 @@ class EdgeTpuBackend(TFLiteBackend):
         static = all(v.shape is not None and v.shape.is_static() and all(int(d) >= 0 for d in v.shape)
                      for v in model.graph.inputs)
         self.rewrites = rewrites.apply(model, runtime=self.min_runtime) if static else {}
+        self.rewrites = {**getattr(self, "lowering_rewrites", {}), **self.rewrites}
         if static:
             _constants_to_initializers(model)
             stale = [v for n in model.graph for v in n.outputs

@@ -88,9 +88,14 @@ class TFLiteBackend(Backend):
     int8_hardswish_rewrite: ClassVar[bool] = True
 
     def prepare(self, model: ir.Model, options) -> ir.Model:
-        """int8: LayerNorm/GELU fused (at opset 20 if need be), HardSwish as ADD(+RELU6)/MUL/MUL,
+        """Every precision: Focus (4 stride-2 slices + Concat) as SpaceToDepth (:mod:`.space_to_depth`).
+        int8: LayerNorm/GELU fused (at opset 20 if need be), HardSwish as ADD(+RELU6)/MUL/MUL,
         before calibration (:mod:`.int8_rewrites`)."""
+        from deploykit_tflite import space_to_depth
+
         model = super().prepare(model, options)
+        focus = space_to_depth.apply(model)
+        self.lowering_rewrites = {"focus_space_to_depth": focus} if focus else {}
         if options is None or options.precision != "int8":
             return model
         from deploykit_tflite.int8_rewrites import decompose_hardswish, fuse_at_newer_opset
@@ -170,6 +175,8 @@ class TFLiteBackend(Backend):
             raise DeployError(f"unsupported precision {precision}")
         # straight to the file, handing constant data over as it is written (memory: see emitter)
         model_bytes = write_model(graph, ctx.workdir / MODEL_FILE, description=f"deploykit {precision}", release=True)
+        if getattr(self, "lowering_rewrites", None):
+            report["rewrites"] = dict(self.lowering_rewrites)
         report["operators"] = graph.op_counts()
         report["transposes"] = report["operators"].get("TRANSPOSE", 0)
         report["model_bytes"] = model_bytes

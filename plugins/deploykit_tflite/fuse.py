@@ -10,8 +10,10 @@ import numpy as np
 from deploykit_tflite.graph import TFLGraph
 
 ACTIVATIONS = {"RELU": 1, "RELU_N1_TO_1": 2, "RELU6": 3}
+# not CONCATENATION: LiteRT's kernel refuses a fused activation ("params->activation != kTfLiteActNone")
+# and XNNPACK's ignores it (a Concat -> Relu model returned negative values on rpi4)
 FUSES_ACTIVATION = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD", "SUB", "MUL",
-                              "MAX_POOL_2D", "AVERAGE_POOL_2D", "CONCATENATION"})
+                              "MAX_POOL_2D", "AVERAGE_POOL_2D"})
 
 
 def _sole_use(graph: TFLGraph, users, t) -> bool:
