@@ -199,6 +199,8 @@ def main(argv=None) -> int:
     ap.add_argument("--work", type=Path, default=None, help="folder for models and bundles (default: temp)")
     ap.add_argument("--only", default="", help="comma-separated model names")
     ap.add_argument("--out", type=Path, default=RESULTS / "emulated.md")
+    ap.add_argument("--update", action="store_true",
+                    help="keep the rows of the existing results for models not run now (with --only: re-run a few)")
     args = ap.parse_args(argv)
     from deploykit.emulate.root import emulation_status
 
@@ -212,6 +214,8 @@ def main(argv=None) -> int:
     models = text_models(work)
     models.update(arch_models(work, args.torch_python, [o for o in only if o not in models]))
     rows = []
+    if args.update and args.out.with_suffix(".json").is_file():
+        rows = [r for r in json.loads(args.out.with_suffix(".json").read_text())["rows"] if only and r["model"] not in only]
     for name, m in models.items():
         if only and name not in only:
             continue
