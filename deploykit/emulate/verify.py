@@ -93,6 +93,9 @@ def verify_emulated(bundle: Path, manifest: Mapping[str, Any], feeds: Sequence[M
         label = f"{info.get('runtime', '?')} on emulated {env.cpu}"
         result = verify_outputs(refs, outs, key, label, parts=parts)
         result.pop("output_parts", None)
+        if result["status"] != "passed" and key == "fp16-arithmetic":
+            result["problems"].append(f"the {env.cpu} computes this fp16 bundle in fp16 (LiteRT's reduced_precision_support); "
+                                      "this model does not hold in fp16 arithmetic: build it fp32 (or int8) for this target")
         result.update({
             "cpu": env.cpu, "debian": env.debian, "python": info.get("python"), "numpy": info.get("numpy"),
             "packages": info.get("packages", {}), "requirements": list(env.requirements),
