@@ -34,6 +34,7 @@ from deploykit.quant.patterns import spelled_out_hardswish
 from deploykit.quant.qdq import build_qdq_model, int8_outputs, with_score_outputs
 from deploykit.quant.roles import WEIGHT_OPS
 from deploykit.quant.scheme import QuantScheme
+from deploykit.quant.statistics import statistics_nodes
 
 MIN_CALIBRATION_SAMPLES = 8  # below this: a warning before anything else
 # Range methods ``auto`` simulates. Entropy (KL) is left to an explicit --calibration-method: it
@@ -381,7 +382,7 @@ def quantize_model(
         if equalized:
             log(f"cross-layer equalization on {len(equalized)} conv pairs")
     index = GraphIndex(proto)
-    base_fallback = _statistics_nodes(index) if scheme.mixed_precision else set()
+    base_fallback = statistics_nodes(index) if scheme.mixed_precision else set()
     if base_fallback:
         log(f"{len(base_fallback)} normalization-statistics node(s) stay in float")
     if scheme.weight_bits < 8:
@@ -573,21 +574,6 @@ def _clearly_better(budget, a: float, b: float) -> bool:
     if budget.metric == "task":  # a tenth of the allowed drop
         return a >= b + max(budget.task.drop / budget.task.metric.scale(), 1e-9) / 10
     return (1.0 - a) <= 0.9 * (1.0 - b)
-
-
-# Ops computing statistics (variance, norms, reciprocals): their consumers see values whose small
-# magnitudes matter (var + eps), so those consumers stay float in mixed-precision schemes.
-_STATISTICS_OPS = frozenset({"ReduceMean", "ReduceSum", "ReduceSumSquare", "ReduceL2", "Pow", "Sqrt", "Reciprocal"})
-
-
-def _statistics_nodes(index: GraphIndex) -> set[str]:
-    keys = set()
-    for k, node in enumerate(index.model.graph.node):
-        if node.op_type in WEIGHT_OPS:
-            continue
-        if any((p := index.producer.get(i)) is not None and p.op_type in _STATISTICS_OPS for i in node.input if i):
-            keys.add(_node_key(node, k))
-    return keys
 
 
 def _dynamic_weight_nodes(index: GraphIndex, scheme: QuantScheme) -> set[str]:

@@ -152,9 +152,10 @@ def compare_outputs(
         if np.issubdtype(shaped_ref.dtype, np.floating) and per_sample.ndim == 1 and per_sample.size > 1:
             t1 = top1_agreement(shaped_ref.reshape(len(refs), -1), shaped_out.reshape(len(outs), -1))
             if t1 is not None:
-                m["top1_agreement"] = t1
+                m["top1_agreement"], m["top1_decisions"] = t1, len(refs)
         elif per_sample.ndim >= 2 and shaped_ref.shape == shaped_out.shape and is_distribution(shaped_ref):
             m["top1_agreement"] = top1_agreement(shaped_ref, shaped_out)  # per position (e.g. per time step)
+            m["top1_decisions"] = int(shaped_ref.size // shaped_ref.shape[-1])
         metrics[name] = m
     return metrics
 

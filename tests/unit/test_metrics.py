@@ -321,3 +321,21 @@ def test_finite_outputs_still_pass():
 
     ref = [{"y": np.array([[1.0, 2.0, 3.0]], np.float32)}]
     assert verify_outputs(ref, ref, "fp32", "test")["status"] == "passed"
+
+
+@pytest.mark.parametrize("decisions, passed", [(4, False), (19, False), (20, True), (160, True)])
+def test_argmax_agreement_stands_in_for_cosine_only_over_enough_decisions(decisions, passed):
+    """magika rpi4 int8 (issue 19): cosine 0.85 passed on 4 agreeing held-out samples; on 24 others
+    the arg-max agreed on 75 % only. A handful of agreeing decisions proves nothing."""
+    from deploykit.verification import judge
+
+    ok, problems = judge({"out": {"cosine": 0.85, "top1_agreement": 1.0, "top1_decisions": decisions}}, "int8")
+    assert ok is passed
+    assert passed or any("arg-max decision" in p for p in problems)
+
+
+def test_top1_decisions_count_samples_or_positions():
+    ref = np.eye(5, dtype=np.float32)[None, :4]  # [1, 4, 5]: 4 probability rows
+    samples = [{"p": ref[:, i]} for i in range(4)]  # 4 samples of [1, 5]
+    assert compare_outputs(samples, samples)["p"]["top1_decisions"] == 4
+    assert compare_outputs([{"p": ref}], [{"p": ref}])["p"]["top1_decisions"] == 4
