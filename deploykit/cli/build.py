@@ -56,7 +56,10 @@ def build_command(
     io: str = typer.Option("float", "--io", help="Artifact I/O type where the backend supports integer I/O: float or int8."),
     force: bool = typer.Option(False, "--force", "-f", help="Replace the output folder if it exists."),
     strict: bool = typer.Option(False, "--strict", help="Exit with code 4 when verification fails or the accuracy budget is missed."),
-    docker: bool = typer.Option(False, "--docker", help="Build inside the backend's toolchain image (docker), as the calling user."),
+    docker: bool = typer.Option(False, "--docker", help="Build inside the backend's toolchain image (docker or podman), as the calling user."),
+    engine: Optional[str] = typer.Option(
+        None, "--engine", help="With --docker: container engine, docker or podman [default: $DEPLOYKIT_ENGINE, else docker "
+        "when its daemon answers, else podman]. DEPLOYKIT_PULL=never: use local base images only."),
     platform: Optional[str] = typer.Option(None, "--platform", help="With --docker: docker platform of the toolchain image, e.g. linux/amd64."),
     dry_run: bool = typer.Option(False, "--dry-run", help="With --docker: write the image context, print the docker commands, build nothing."),
     docker_context: Optional[Path] = typer.Option(
@@ -84,15 +87,15 @@ def build_command(
         from deploykit.errors import DeployError
 
         raise DeployError("--target is required with a model file, e.g. --target rpi4 (see 'deploykit targets')")
-    if docker or dry_run or platform or docker_context:
+    if docker or dry_run or platform or docker_context or engine:
         from deploykit.cli.docker_cmd import build_in_docker
 
         if not docker:
             from deploykit.errors import DeployError
 
-            raise DeployError("--platform, --dry-run and --docker-context only apply with --docker")
+            raise DeployError("--platform, --dry-run, --docker-context and --engine only apply with --docker")
         build_in_docker(ctx, model=model, target=target, output=output, precision=precision, calibration=calibration,
-                        platform=platform, dry_run=dry_run, docker_context=docker_context)
+                        platform=platform, dry_run=dry_run, docker_context=docker_context, engine=engine)
         return
     if precision is not None and precision not in ("fp32", "fp16", "int8"):
         from deploykit.errors import DeployError
