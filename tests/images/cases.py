@@ -44,7 +44,7 @@ class Case:
 
     @property
     def tag(self) -> str:
-        return f"localhost/deploykit-imagetest-{self.kind}-{self.name}:{self.precision}"
+        return f"localhost/deploykit-imagetest-{self.kind}-{self.name}:{self.precision}-{self.arch}"
 
 
 CORAL = (r"packages\.cloud\.google\.com", "the Coral apt repository (packages.cloud.google.com) is not reachable here")
@@ -132,7 +132,7 @@ def run_toolchain_case(case: Case, work: Path, rebuild: bool = True) -> dict:
         image = dataclasses.replace(image, side_venv=None)
     plan = plan_build(backend=image.backend, model=model, output=work / "inside" / "b", calibration=calib,
                       inner_args=["--target", case.target, "--precision", case.precision],
-                      context_dir=work / "ctx", env={"DEPLOYKIT_PLUGINS": case.plugins},
+                      context_dir=work / "ctx", env={"DEPLOYKIT_PLUGINS": case.plugins}, platform=case.platform,
                       engine=Engine(ENGINE, pull_never=True))
     default_tag = image.tag(__version__)  # the case's own tag instead (a variant must not take the real one's)
     build_cmd = [case.tag if w == default_tag else w for w in plan.build_cmd]
