@@ -84,8 +84,10 @@ def bootstrap_bases(fresh: bool) -> list[dict]:
     return rows
 
 
-def remove_case_images(cases: list[Case]) -> None:
+def remove_case_images(cases: list[Case], all_stale: bool = True) -> None:
     subprocess.run([ENGINE, "rmi", "--force", *[c.tag for c in cases]], capture_output=True)
+    if not all_stale:
+        return
     others = subprocess.run([ENGINE, "images", "--format", "{{.Repository}}:{{.Tag}}"], capture_output=True,
                             text=True).stdout.split()
     stale = [t for t in others if "deploykit-toolchain-" in t or "deploykit-imagetest-" in t]
@@ -98,6 +100,8 @@ def row_json(row: dict) -> dict:
 
     case, out = row["case"], row["outcome"]
     verify = row.get("verify") or {}
+    problem = row["problem"] or ("" if case.stops_at or verify.get("status") == "passed" else
+                                 f"the check in the image did not pass: {'; '.join(verify.get('problems', []))[:300]}")
     if case.kind == "toolchain" and verify.get("status") in ("passed", "failed"):
         check = (f"{verify['status']}: {verify['identical_files']}/{verify['files']} files identical"
                  + (f" (differ: {', '.join(verify['differ'])})" if verify["differ"] else ""))
@@ -108,10 +112,16 @@ def row_json(row: dict) -> dict:
     return {"kind": case.kind, "name": case.name, "target": case.target, "precision": case.precision,
             "arch": case.arch, "built": out.ok, "result": out.summary(), "step": out.step, "steps": out.steps,
             "expected": (f"stop at /{case.stops_at}/: {case.why}" if case.stops_at else "build + pass"),
-            "as_expected": not row["problem"], "problem": row["problem"], "build_s": round(out.seconds, 1),
+            "as_expected": not problem, "problem": problem, "build_s": round(out.seconds, 1),
             "rebuild_s": round(row["rebuild"].seconds, 1) if row.get("rebuild") else None,
             "rebuild_cached_steps": row["rebuild"].cached_steps if row.get("rebuild") else None,
             "size_mb": row.get("size_mb"), "check": check, "check_s": verify.get("seconds") or row.get("run_seconds")}
+
+
+def cell(text: str, limit: int = 220) -> str:
+    """Table-safe: one line, no column breaks."""
+    text = " ".join(str(text).split())
+    return (text[:limit] + " …" if len(text) > limit else text).replace("|", "\\|")
 
 
 def fmt(v, spec=".0f", none="-"):
@@ -149,17 +159,18 @@ def write_md(info: dict, bases: list[dict], rows: list[dict], total_s: float) ->
         "| base (upstream name) | arch | result | size MB | time s | note |", "|---|---|---|---|---|---|",
     ]
     for b in bases:
-        lines.append(f"| `{b['name']}` | {b['arch']} | {'made' if b['ok'] else 'failed: ' + b['error'][:300]} | "
+        lines.append(f"| `{b['name']}` | {b['arch']} | {'made' if b['ok'] else 'failed: ' + cell(b['error'], 400)} | "
                      f"{fmt(b['size_mb'])} | {fmt(b['seconds'])} {'(cached)' if b['ok'] and b['seconds'] < 5 else ''} | "
                      f"{b['note'] if b['ok'] else ''} |")
     lines += ["", "## Images", "",
               "| image | arch | result | as expected here | size MB | build s | rebuild s | check in the image |",
               "|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        res = "built" if r["built"] else f"failed at step {r['step']}/{r['steps']}: {r['result'].split(': ', 1)[-1][:260]}"
-        exp = "yes" if r["as_expected"] else f"**NO**: {r['problem'][:200]}"
-        lines.append(f"| {r['kind']} `{r['name']}` ({r['target']} {r['precision']}) | {r['arch']} | {res} | {exp} | "
-                     f"{fmt(r['size_mb'])} | {fmt(r['build_s'])} | {fmt(r['rebuild_s'], '.1f')} | {r['check']} |")
+        res = "built" if r["built"] else f"failed at step {r['step']}/{r['steps']}: {cell(r['result'].split(': ', 1)[-1])}"
+        exp = "yes" if r["as_expected"] else f"**NO**: {cell(r['problem'])}"
+        again = " (re-run)" if r.get("rerun") else ""
+        lines.append(f"| {r['kind']} `{r['name']}`{again} ({r['target']} {r['precision']}) | {r['arch']} | {res} | {exp} | "
+                     f"{fmt(r['size_mb'])} | {fmt(r['build_s'])} | {fmt(r['rebuild_s'], '.1f')} | {cell(r['check'])} |")
     lines += ["", "Expected stops (what this machine cannot reach): " + "; ".join(
         sorted({f"{r['name']}: {r['expected'].split(': ', 1)[1]}" for r in rows if r["expected"] != "build + pass"})), ""]
     (RESULTS / "images.md").write_text("\n".join(lines), encoding="utf-8")
@@ -168,7 +179,7 @@ def write_md(info: dict, bases: list[dict], rows: list[dict], total_s: float) ->
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--fresh-bases", action="store_true", help="remove the cached bases first (times the bootstrap)")
-    ap.add_argument("--only", nargs="*", help="only cases with these names")
+    ap.add_argument("--only", nargs="*", help="only these cases (NAME or NAME/ARCH), merged into the last full run's results")
     ap.add_argument("--no-extra", action="store_true", help="only the cases the tests build")
     args = ap.parse_args()
     t0 = time.perf_counter()
@@ -176,8 +187,8 @@ def main() -> int:
     print("bases …", flush=True)
     bases = bootstrap_bases(args.fresh_bases)
     cases = DEVICE_CASES + TOOLCHAIN_CASES + ([] if args.no_extra else EXTRA_CASES)
-    cases = [c for c in cases if not args.only or c.name in args.only]
-    remove_case_images(cases)
+    cases = [c for c in cases if not args.only or c.name in args.only or f"{c.name}/{c.arch}" in args.only]
+    remove_case_images(cases, all_stale=not args.only)
     rows = []
     with tempfile.TemporaryDirectory(prefix="dk-images-bench-") as tmp:
         for i, case in enumerate(cases):
@@ -194,6 +205,13 @@ def main() -> int:
             rows.append(row)
     total = time.perf_counter() - t0
     RESULTS.mkdir(exist_ok=True)
+    last = RESULTS / "images.json"
+    if args.only and last.is_file():  # re-run of some cases: merged into the last full run's rows and bases
+        prev = json.loads(last.read_text(encoding="utf-8"))
+        key = lambda r: (r["kind"], r["name"], r["arch"])  # noqa: E731
+        new = {key(r): r for r in rows}
+        rows = [dict(new.pop(key(r)), rerun=True) if key(r) in new else r for r in prev["images"]] + list(new.values())
+        bases, total = prev["bases"], prev["total_s"]
     (RESULTS / "images.json").write_text(json.dumps({"machine": info, "bases": bases, "images": rows,
                                                      "total_s": round(total, 1)}, indent=1), encoding="utf-8")
     write_md(info, bases, rows, total)
