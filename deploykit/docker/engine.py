@@ -106,13 +106,27 @@ class DockerStatus:
 
 def docker_status(check_buildx: bool = True, check_podman: bool = True) -> DockerStatus:
     status = DockerStatus(qemu_binfmt=qemu_handlers(), host_platform=host_platform())
+    podman = None
     if check_podman and shutil.which("podman") is not None:
-        rc, line = _first_line(["podman", "--version"])
-        status.podman = line or "present"
-        rc, line = _first_line(["podman", "info", "--format", "{{.Host.OCIRuntime.Name}}"], timeout=60)
-        status.podman_error = "" if rc == 0 else (line or f"podman info failed (exit {rc})")
+        import threading
+
+        def probe() -> None:  # `podman info` takes ~1 s: beside the docker probes, not after them
+            rc, line = _first_line(["podman", "--version"])
+            status.podman = line or "present"
+            rc, line = _first_line(["podman", "info", "--format", "{{.Host.OCIRuntime.Name}}"], timeout=60)
+            status.podman_error = "" if rc == 0 else (line or f"podman info failed (exit {rc})")
+
+        podman = threading.Thread(target=probe, daemon=True)
+        podman.start()
+    _docker_probes(status, check_buildx)
+    if podman is not None:
+        podman.join()
+    return status
+
+
+def _docker_probes(status: DockerStatus, check_buildx: bool) -> None:
     if shutil.which("docker") is None:
-        return status
+        return
     rc, line = _first_line(["docker", "--version"])
     status.cli = line or "present"
     rc, line = _first_line(["docker", "info", "--format", "{{.ServerVersion}}"])
@@ -123,7 +137,6 @@ def docker_status(check_buildx: bool = True, check_podman: bool = True) -> Docke
     if check_buildx:
         rc, line = _first_line(["docker", "buildx", "version"])
         status.buildx = line if rc == 0 else None
-    return status
 
 
 def require_docker(generated: Path | None = None, buildx: bool = False) -> DockerStatus:
