@@ -100,8 +100,6 @@ def row_json(row: dict) -> dict:
 
     case, out = row["case"], row["outcome"]
     verify = row.get("verify") or {}
-    problem = row["problem"] or ("" if case.stops_at or verify.get("status") == "passed" else
-                                 f"the check in the image did not pass: {'; '.join(verify.get('problems', []))[:300]}")
     if case.kind == "toolchain" and verify.get("status") in ("passed", "failed"):
         check = (f"{verify['status']}: {verify['identical_files']}/{verify['files']} files identical"
                  + (f" (differ: {', '.join(verify['differ'])})" if verify["differ"] else ""))
@@ -109,6 +107,8 @@ def row_json(row: dict) -> dict:
         check = verdict_text(verify)
     else:
         check = "-"
+    problem = row["problem"] or ("" if case.stops_at or verify.get("status") == "passed" else
+                                 f"the check in the image did not pass: {check}")
     return {"kind": case.kind, "name": case.name, "target": case.target, "precision": case.precision,
             "arch": case.arch, "built": out.ok, "result": out.summary(), "step": out.step, "steps": out.steps,
             "expected": (f"stop at /{case.stops_at}/: {case.why}" if case.stops_at else "build + pass"),
