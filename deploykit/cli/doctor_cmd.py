@@ -160,7 +160,7 @@ def doctor_command(json_out: bool = JsonOption, debug: bool = DebugOption) -> No
     d = info["docker"]
     out_console.print(Text(f"docker: cli {d['cli'] or 'not found'}; daemon {d['daemon'] or 'not reachable'}; "
                            f"buildx {d['buildx'] or 'not found'}; qemu binfmt: {qemu_summary(d['qemu_binfmt'])}"))
-    out_console.print(Text(info["engines"]["line"]))
+    out_console.print(Text(info["engines"]["line"]), soft_wrap=False)  # wrapped at the terminal width
     rows = info["docker_targets"]
     common = [n for n in (rows[0]["needs"] if rows else []) if all(n in r["needs"] for r in rows)]
     dt = _table("docker per target (build --docker / package --docker)", "target", "toolchain", "device image",
