@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import tempfile
@@ -120,7 +121,7 @@ def row_json(row: dict) -> dict:
 
 def cell(text: str, limit: int = 220) -> str:
     """Table-safe: one line, no column breaks."""
-    text = " ".join(str(text).split())
+    text = re.sub(r"/tmp/dk-images-bench-\w+/", "", " ".join(str(text).split()))  # no temporary paths
     return (text[:limit] + " …" if len(text) > limit else text).replace("|", "\\|")
 
 
@@ -181,7 +182,12 @@ def main() -> int:
     ap.add_argument("--fresh-bases", action="store_true", help="remove the cached bases first (times the bootstrap)")
     ap.add_argument("--only", nargs="*", help="only these cases (NAME or NAME/ARCH), merged into the last full run's results")
     ap.add_argument("--no-extra", action="store_true", help="only the cases the tests build")
+    ap.add_argument("--render-only", action="store_true", help="only rewrite images.md from images.json")
     args = ap.parse_args()
+    if args.render_only:
+        prev = json.loads((RESULTS / "images.json").read_text(encoding="utf-8"))
+        write_md(prev["machine"], prev["bases"], prev["images"], prev["total_s"])
+        return 0
     t0 = time.perf_counter()
     info = machine()
     print("bases …", flush=True)
