@@ -16,6 +16,7 @@ from deploykit.cli.build import build_command
 from deploykit.cli.compare_cmd import compare_command
 from deploykit.cli.docker_cmd import package_command
 from deploykit.cli.doctor_cmd import doctor_command
+from deploykit.cli.images_cmd import images_app
 from deploykit.cli.inspect_cmd import inspect_command
 from deploykit.cli.optimize_cmd import optimize_command
 from deploykit.cli.project_cmd import cache_app
@@ -43,6 +44,7 @@ app.command("package")(package_command)
 app.command("optimize")(optimize_command)
 app.command("compare")(compare_command)
 app.add_typer(cache_app, name="cache")
+app.add_typer(images_app, name="images")
 
 
 def _version(value: bool) -> None:

@@ -62,7 +62,10 @@ def build_command(
         "emulated device (arm64 root under QEMU with the device's CPU, Python and runtime wheels; needs root; "
         "Raspberry Pi and Coral targets), with the bundle's runtime and the runner's fallback runtime; the result "
         "goes into the manifest."),
-    docker: bool = typer.Option(False, "--docker", help="Build inside the backend's toolchain image (docker), as the calling user."),
+    docker: bool = typer.Option(False, "--docker", help="Build inside the backend's toolchain image (docker or podman), as the calling user."),
+    engine: Optional[str] = typer.Option(
+        None, "--engine", help="With --docker: container engine, docker or podman [default: $DEPLOYKIT_ENGINE, else docker "
+        "when its daemon answers, else podman]. DEPLOYKIT_PULL=never: use local base images only."),
     platform: Optional[str] = typer.Option(None, "--platform", help="With --docker: docker platform of the toolchain image, e.g. linux/amd64."),
     dry_run: bool = typer.Option(False, "--dry-run", help="With --docker: write the image context, print the docker commands, build nothing."),
     docker_context: Optional[Path] = typer.Option(
@@ -90,15 +93,15 @@ def build_command(
         from deploykit.errors import DeployError
 
         raise DeployError("--target is required with a model file, e.g. --target rpi4 (see 'deploykit targets')")
-    if docker or dry_run or platform or docker_context:
+    if docker or dry_run or platform or docker_context or engine:
         from deploykit.cli.docker_cmd import build_in_docker
 
         if not docker:
             from deploykit.errors import DeployError
 
-            raise DeployError("--platform, --dry-run and --docker-context only apply with --docker")
+            raise DeployError("--platform, --dry-run, --docker-context and --engine only apply with --docker")
         build_in_docker(ctx, model=model, target=target, output=output, precision=precision, calibration=calibration,
-                        platform=platform, dry_run=dry_run, docker_context=docker_context)
+                        platform=platform, dry_run=dry_run, docker_context=docker_context, engine=engine)
         return
     if precision is not None and precision not in ("fp32", "fp16", "int8"):
         from deploykit.errors import DeployError

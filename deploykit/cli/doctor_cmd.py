@@ -113,10 +113,11 @@ def _qemu_handlers() -> list[str]:
 
 def _docker_info(registry) -> dict:
     from deploykit.docker.engine import docker_status
-    from deploykit.docker.needs import target_needs
+    from deploykit.docker.needs import engine_report, target_needs
 
     status = docker_status()
-    return {"docker": status.to_json(), "docker_targets": target_needs(registry.targets.values(), status)}
+    return {"docker": status.to_json(), "engines": engine_report(status),
+            "docker_targets": target_needs(registry.targets.values(), status)}
 
 
 def qemu_summary(handlers: list[str]) -> str:
@@ -169,6 +170,7 @@ def doctor_command(json_out: bool = JsonOption, debug: bool = DebugOption) -> No
     d = info["docker"]
     out_console.print(Text(f"docker: cli {d['cli'] or 'not found'}; daemon {d['daemon'] or 'not reachable'}; "
                            f"buildx {d['buildx'] or 'not found'}; qemu binfmt: {qemu_summary(d['qemu_binfmt'])}"))
+    out_console.print(Text(info["engines"]["line"]), soft_wrap=False)  # wrapped at the terminal width
     rows = info["docker_targets"]
     common = [n for n in (rows[0]["needs"] if rows else []) if all(n in r["needs"] for r in rows)]
     dt = _table("docker per target (build --docker / package --docker)", "target", "toolchain", "device image",

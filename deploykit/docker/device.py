@@ -1,4 +1,4 @@
-"""Device images: ``docker buildx build`` of the Dockerfile every bundle carries."""
+"""Device images: ``docker buildx build`` / ``podman build`` of the Dockerfile every bundle carries."""
 
 from __future__ import annotations
 
@@ -36,8 +36,8 @@ def bundle_platform(manifest: dict, registry=None) -> str:
     return reg.targets[target].docker_platform
 
 
-def package_command(bundle: Path, platform: str, tag: str, load: bool = True) -> list[str]:
-    cmd = ["docker", "buildx", "build", "--platform", platform, "-t", tag]
-    if load:
-        cmd.append("--load")
-    return cmd + [str(bundle.absolute())]
+def package_command(bundle: Path, platform: str, tag: str, engine=None) -> list[str]:
+    """The device image's build command (``engine``: an :class:`~deploykit.docker.engine.Engine`, docker if None)."""
+    from deploykit.docker.engine import Engine
+
+    return (engine or Engine("docker")).build_command(bundle.absolute(), tag, platform, device=True)

@@ -89,6 +89,20 @@ def render_dockerfile(image: ToolchainImage, source: str = "source") -> str:
         image=image, version=__version__, source=source, extra=f"[{image.extra}]" if image.extra else "")
 
 
+def source_requirements(root: Path, extra: str = "") -> list[str]:
+    """deploykit's dependencies (and its ``extra``'s) from ``root/pyproject.toml``: the image installs them in a
+    layer of their own before the source, so a code change does not reinstall them."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+
+    project = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    reqs = list(project.get("dependencies", []))
+    reqs += project.get("optional-dependencies", {}).get(extra, []) if extra else []
+    return list(dict.fromkeys(reqs))
+
+
 _SOURCE_PARTS = ("pyproject.toml", "README.md", "deploykit", "plugins", "targets")
 CONTEXT_MARKER = ".deploykit-context"
 
@@ -121,6 +135,8 @@ def write_context(image: ToolchainImage, context_dir: Path) -> Path:
                 shutil.copytree(p, src / part, ignore=ignore)
             elif p.is_file():
                 shutil.copy2(p, src / part)
+        (context_dir / "requirements.txt").write_text(
+            "".join(f"{r}\n" for r in source_requirements(root, image.extra)), encoding="utf-8")
     dockerfile = context_dir / "Dockerfile"
     dockerfile.write_text(render_dockerfile(image, "source" if root is not None else "pypi"), encoding="utf-8")
     (context_dir / ".dockerignore").write_text(f"**/__pycache__\n**/*.pyc\n{CONTEXT_MARKER}\n", encoding="utf-8")
@@ -129,7 +145,7 @@ def write_context(image: ToolchainImage, context_dir: Path) -> Path:
 
 @dataclass
 class DockerBuildPlan:
-    """The two docker commands of one ``deploykit build --docker``."""
+    """The two engine commands (build the image, run the build in it) of one ``deploykit build --docker``."""
 
     image: ToolchainImage
     context_dir: Path
@@ -147,24 +163,27 @@ def _platform_for(image: ToolchainImage, requested: str | None) -> str | None:
 
 def plan_build(*, backend: str, model: Path, output: Path, inner_args: list[str], calibration: Path | None = None,
                platform: str | None = None, context_dir: Path | None = None, uid: int | None = None,
-               gid: int | None = None, env: dict[str, str] | None = None) -> DockerBuildPlan:
-    """Docker commands that build ``model`` into ``output`` inside the backend's toolchain image.
+               gid: int | None = None, env: dict[str, str] | None = None, engine=None) -> DockerBuildPlan:
+    """Engine commands that build ``model`` into ``output`` inside the backend's toolchain image
+    (``engine``: a :class:`deploykit.docker.engine.Engine`, docker when not given).
 
     ``inner_args`` are the remaining ``deploykit build`` options (everything but MODEL, -o and
     --calibration, which are rewritten to the mount points).
     """
     from deploykit import __version__
+    from deploykit.docker.engine import Engine
 
+    engine = engine or Engine("docker")
     image = toolchain_for_backend(backend)
     plat = _platform_for(image, platform)
     model = model.absolute()
     output = output.absolute()
     ctx = (context_dir.absolute() if context_dir else output.parent / CONTEXT_DIRNAME / backend)
     tag = image.tag(__version__)
-    build_cmd = ["docker", "build"] + (["--platform", plat] if plat else []) + ["-t", tag, str(ctx)]
+    build_cmd = engine.build_command(ctx, tag, plat)
     uid = os.getuid() if uid is None else uid
     gid = os.getgid() if gid is None else gid
-    run_cmd = ["docker", "run", "--rm"] + (["--platform", plat] if plat else [])
+    run_cmd = engine.run_prefix(plat)
     run_cmd += ["--user", f"{uid}:{gid}", "-e", "HOME=/tmp"]
     for k, v in sorted((env or {}).items()):
         run_cmd += ["-e", f"{k}={v}"]

@@ -37,7 +37,8 @@ def fake_docker(tmp_path):
     exe.write_text(FAKE_DOCKER)
     exe.chmod(0o755)
     log = tmp_path / "docker.log"
-    env = {"PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}", "FAKE_DOCKER_LOG": str(log)}
+    # DEPLOYKIT_ENGINE=docker: these tests are about docker even where podman is installed too
+    env = {"PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}", "FAKE_DOCKER_LOG": str(log), "DEPLOYKIT_ENGINE": "docker"}
 
     def calls():
         return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
