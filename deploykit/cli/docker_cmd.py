@@ -73,7 +73,7 @@ def build_in_docker(ctx: Any, *, model: Path, target: str, output: Optional[Path
     eng = choose_engine(engine)
     plan = plan_build(engine=eng, backend=profile.backend, model=model, output=out, calibration=calib,
                       inner_args=_inner_args(ctx), platform=platform,
-                      context_dir=docker_context, env=env)
+                      context_dir=docker_context, env=env, profile=profile)
     dockerfile = write_context(plan.image, plan.context_dir)
     if dry_run:
         err_console.print(f"toolchain image context written to {plan.context_dir} (dry run: nothing built)",

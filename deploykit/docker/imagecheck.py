@@ -25,24 +25,6 @@ from pathlib import Path
 _STEP = re.compile(r"^(?:STEP (\d+)/(\d+): |#\d+ \[(?:[\w.-]+ )?(\d+)/(\d+)\] )(.*)$")
 _CACHED = re.compile(r"^--> Using cache|^#\d+ CACHED")
 
-# target -> the core QEMU emulates for its arm64 device image (facts/arm64-emulation.md, traps 3-4)
-BOARD_CPU = {"rpi4": "cortex-a72", "rpi5": "cortex-a76", "coral-devboard": "cortex-a53", "coral-usb": "cortex-a72"}
-# (MIDR part, variant, revision, features) of those cores as arm64 Linux prints them
-_CPU_FACTS = {
-    "cortex-a53": (0xD03, 0x0, 4, "fp asimd evtstrm aes pmull sha1 sha2 crc32 cpuid"),
-    "cortex-a72": (0xD08, 0x0, 3, "fp asimd evtstrm crc32 cpuid"),
-    "cortex-a76": (0xD0B, 0x4, 1, "fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimdrdm "
-                                  "lrcpc dcpop asimddp"),
-}
-
-
-def arm_cpuinfo(cpu: str, cores: int = 4) -> str:
-    part, variant, rev, feats = _CPU_FACTS[cpu]
-    block = (f"BogoMIPS\t: 108.00\nFeatures\t: {feats}\nCPU implementer\t: 0x41\nCPU architecture: 8\n"
-             f"CPU variant\t: {variant:#x}\nCPU part\t: {part:#05x}\nCPU revision\t: {rev}\n\n")
-    return "".join(f"processor\t: {n}\n{block}" for n in range(cores))
-
-
 @dataclass
 class BuildOutcome:
     ok: bool
@@ -126,13 +108,15 @@ print(json.dumps({"runtime": str(getattr(r, "runtime", "")), "machine": platform
 
 
 def run_args_for(target: str, platform: str, workdir: Path) -> list[str]:
-    """Extra ``run`` arguments for an emulated arm64 board: its core (QEMU_CPU) and its /proc/cpuinfo."""
-    if not platform.endswith("arm64") or target not in BOARD_CPU:
+    """Extra ``run`` arguments for an emulated arm64 board: its core (QEMU_CPU) and its /proc/cpuinfo
+    (:func:`deploykit.emulate.cpus.container_cpu_args`, from the target profile's ``[emulation]``)."""
+    from deploykit.docker.engine import host_platform
+    from deploykit.emulate.cpus import container_cpu_args
+    from deploykit.plugins import default_registry
+
+    if not platform.endswith("arm64") or host_platform().endswith("arm64"):
         return []
-    cpu = BOARD_CPU[target]
-    info = workdir / "cpuinfo"
-    info.write_text(arm_cpuinfo(cpu), encoding="utf-8")
-    return ["-e", f"QEMU_CPU={cpu}", "-v", f"{info}:/proc/cpuinfo:ro"]
+    return container_cpu_args(default_registry().targets.get(target), workdir)
 
 
 def verify_in_image(engine: str, tag: str, bundle: Path, platform: str, target: str, timeout: float = 1800) -> dict:

@@ -163,7 +163,7 @@ def _platform_for(image: ToolchainImage, requested: str | None) -> str | None:
 
 def plan_build(*, backend: str, model: Path, output: Path, inner_args: list[str], calibration: Path | None = None,
                platform: str | None = None, context_dir: Path | None = None, uid: int | None = None,
-               gid: int | None = None, env: dict[str, str] | None = None, engine=None) -> DockerBuildPlan:
+               gid: int | None = None, env: dict[str, str] | None = None, engine=None, profile=None) -> DockerBuildPlan:
     """Engine commands that build ``model`` into ``output`` inside the backend's toolchain image
     (``engine``: a :class:`deploykit.docker.engine.Engine`, docker when not given).
 
@@ -171,7 +171,7 @@ def plan_build(*, backend: str, model: Path, output: Path, inner_args: list[str]
     --calibration, which are rewritten to the mount points).
     """
     from deploykit import __version__
-    from deploykit.docker.engine import Engine
+    from deploykit.docker.engine import Engine, host_platform
 
     engine = engine or Engine("docker")
     image = toolchain_for_backend(backend)
@@ -187,6 +187,11 @@ def plan_build(*, backend: str, model: Path, output: Path, inner_args: list[str]
     run_cmd += ["--user", f"{uid}:{gid}", "-e", "HOME=/tmp"]
     for k, v in sorted((env or {}).items()):
         run_cmd += ["-e", f"{k}={v}"]
+    if plat and plat.endswith("arm64") and not host_platform().endswith("arm64"):
+        # LiteRT verifies inside the emulated container: give it a board's core and cpuinfo (it crashes with the host's)
+        from deploykit.emulate.cpus import container_cpu_args
+
+        run_cmd += container_cpu_args(profile)
     run_cmd += ["-v", f"{model.parent}:{MODEL_MOUNT}:ro"]
     args = ["build", f"{MODEL_MOUNT}/{model.name}", "-o", f"{OUT_MOUNT}/{output.name}"]
     if calibration is not None:

@@ -65,3 +65,30 @@ def arm_cpu(qemu_name: str) -> ArmCpu:
     if qemu_name not in ARM_CPUS:
         raise DeployError(f"no cpuinfo known for emulated CPU {qemu_name!r}; known: {', '.join(sorted(ARM_CPUS))}")
     return ARM_CPUS[qemu_name]
+
+
+# an arm64 build machine that is no particular board (a toolchain container of a target without [emulation])
+DEFAULT_BUILD_CPU = "cortex-a72"
+
+
+def board_cpu(profile) -> ArmCpu:
+    """The core QEMU emulates for ``profile``'s device (its ``[emulation] cpu``), else :data:`DEFAULT_BUILD_CPU`."""
+    return arm_cpu((getattr(profile, "emulation", None) or {}).get("cpu", DEFAULT_BUILD_CPU))
+
+
+def container_cpu_args(profile, workdir=None, cores: int | None = None) -> list[str]:
+    """``run`` arguments for an arm64 container emulated on another host: the board's core
+    (``QEMU_CPU``, read by the qemu binfmt handler) and its ``/proc/cpuinfo`` bind-mounted over the
+    host's x86 one (LiteRT reads it to pick its kernels; with the host's it runs without XNNPACK
+    or crashes). The cpuinfo file is written into ``workdir`` (default: the emulation cache)."""
+    from pathlib import Path
+
+    if workdir is None:
+        from deploykit.emulate.root import cache_root
+
+        workdir = cache_root() / "cpuinfo"
+    Path(workdir).mkdir(parents=True, exist_ok=True)
+    cpu = board_cpu(profile)
+    info = Path(workdir) / f"cpuinfo-{cpu.qemu}-{cores or getattr(profile, 'cores', 4) or 4}"
+    info.write_text(cpu.cpuinfo(cores or getattr(profile, "cores", 4) or 4), encoding="utf-8")
+    return ["-e", f"QEMU_CPU={cpu.qemu}", "-v", f"{info.absolute()}:/proc/cpuinfo:ro"]

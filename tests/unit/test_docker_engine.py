@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from deploykit.docker.engine import DockerStatus, Engine, auto_engine_name, choose_engine, fix_for
-from deploykit.docker.imagecheck import arm_cpuinfo, parse_build_log
+from deploykit.docker.imagecheck import parse_build_log, run_args_for
 
 pytestmark = pytest.mark.unit
 
@@ -87,9 +87,31 @@ def test_build_log_parser_names_the_step_that_stopped():
     assert parse_build_log(PODMAN_LOG, 0, 1.0).summary() == "built"
 
 
-def test_arm_cpuinfo_is_the_boards_core():
-    text = arm_cpuinfo("cortex-a72", cores=4)
-    assert text.count("processor\t:") == 4 and "CPU part\t: 0xd08" in text and "asimd" in text
+def test_emulated_arm64_containers_get_the_boards_core_and_cpuinfo(tmp_path, monkeypatch):
+    """Same table as `deploykit verify --emulate` (deploykit/emulate/cpus.py, profiles' [emulation])."""
+    import deploykit.docker.engine as engine_mod
+
+    monkeypatch.setattr(engine_mod, "host_platform", lambda: "linux/amd64")
+    args = run_args_for("rpi5", "linux/arm64", tmp_path)
+    assert args[:2] == ["-e", "QEMU_CPU=cortex-a76"] and args[3].endswith(":/proc/cpuinfo:ro")
+    text = Path(args[3].split(":")[0]).read_text()
+    assert text.count("processor\t:") == 4 and "CPU part\t: 0xd0b" in text and "asimdhp" in text
+    assert run_args_for("rpi4", "linux/amd64", tmp_path) == []
+    assert run_args_for("host", "linux/arm64", tmp_path)[1] == "QEMU_CPU=cortex-a72"  # no board: a generic arm64 core
+
+
+def test_toolchain_run_on_emulated_arm64_gets_a_board_cpu(tmp_path, monkeypatch):
+    import deploykit.docker.engine as engine_mod
+    from deploykit.docker.toolchain import plan_build
+    from deploykit.plugins import default_registry
+
+    monkeypatch.setattr(engine_mod, "host_platform", lambda: "linux/amd64")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    plan = plan_build(backend="tflite", model=tmp_path / "m.onnx", output=tmp_path / "out", inner_args=[],
+                      platform="linux/arm64", profile=default_registry().targets["rpi4"])
+    assert "QEMU_CPU=cortex-a72" in plan.run_cmd
+    native = plan_build(backend="tflite", model=tmp_path / "m.onnx", output=tmp_path / "out", inner_args=[])
+    assert not any(a.startswith("QEMU_CPU") for a in native.run_cmd)
 
 
 def test_local_bases_cover_the_python_bases_the_dockerfiles_name():
