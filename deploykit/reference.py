@@ -150,3 +150,16 @@ def ort_run_failures(what: str) -> Iterator[None]:
             raise
         raise ModelError(f"ONNX Runtime fails running {what}: {ort_reason(e)}; the model is inconsistent for these "
                          "inputs: fix or re-export it") from e
+
+
+def fp16_overflow_of_build(ctx, report: dict | None = None) -> list[tuple[str, float]]:
+    """:func:`fp16_overflows` of a build (``ctx``: a BuildContext) on its calibration samples, or on 4
+    random ones without: ``[(node, max |value|)]``, worst first; also stored as ``report["fp16_overflow"]``."""
+    from deploykit.quant.calibration import random_samples
+
+    samples = ctx.calibration if ctx.calibration is not None else random_samples(ctx.inputs, 4, seed=0)
+    over = fp16_overflows(ctx.model, (samples.feed(i) for i in range(len(samples))))
+    worst = sorted(over.items(), key=lambda kv: -kv[1])
+    if worst and report is not None:
+        report["fp16_overflow"] = {k: float(f"{v:.4g}") for k, v in worst[:20]}
+    return worst

@@ -179,15 +179,12 @@ class TensorRtBackend(Backend):
     def _fp16_range(ctx: BuildContext, settings, report: dict[str, Any]) -> list[str]:
         """Layers whose fp32 values leave the fp16 range on the calibration (or random) samples:
         kept fp32 with trtexec's layer precisions where TensorRT has them (>= 8.4), else a warning."""
-        from deploykit.quant.calibration import random_samples
-        from deploykit.reference import FP16_MAX, fp16_overflows
+        from deploykit.reference import FP16_MAX, fp16_overflow_of_build
 
-        samples = ctx.calibration if ctx.calibration is not None else random_samples(ctx.inputs, 4, seed=0)
-        over = fp16_overflows(ctx.model, (samples.feed(i) for i in range(len(samples))))
-        if not over:
+        worst = fp16_overflow_of_build(ctx, report)
+        if not worst:
             return []
-        worst = sorted(over.items(), key=lambda kv: -kv[1])
-        report["fp16_overflow"] = {k: float(f"{v:.4g}") for k, v in worst[:20]}
+        over = dict(worst)
         example = ", ".join(f"{k!r} {v:.3g}" for k, v in worst[:3])
         if settings.version >= (8, 4):
             report["fp16_kept_fp32"] = sorted(over)

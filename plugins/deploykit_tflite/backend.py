@@ -139,6 +139,22 @@ class TFLiteBackend(Backend):
         ctx.note(("" if not d.undelegated else "warning: ") + d.summary())
         return d.as_dict()
 
+    @staticmethod
+    def _fp16_fits(ctx: BuildContext, report: dict[str, Any]) -> bool:
+        """Whether every value of the model stays within fp16's range on the calibration (or random)
+        samples. A device with fp16 arithmetic computes the whole delegated graph in fp16 when asked to;
+        values beyond 65504 become inf/NaN there, which x86 verification cannot see (emulated A76: magika,
+        a MiniLM's -3.4e38 attention mask and an audio front-end's power spectrum turned NaN)."""
+        from deploykit.reference import FP16_MAX, fp16_overflow_of_build
+
+        worst = fp16_overflow_of_build(ctx, report)
+        if not worst:
+            return True
+        example = ", ".join(f"{k!r} {v:.3g}" for k, v in worst[:3])
+        ctx.note(f"warning: fp16: {len(worst)} layer(s) exceed {FP16_MAX:g} in fp32 ({example}): the bundle does not "
+                 f"ask {ctx.profile.name} for fp16 arithmetic (it would give inf/NaN there); fp16 weights, fp32 compute")
+        return False
+
     def lower(self, ctx: BuildContext) -> Artifact:
         from deploykit_tflite.emitter import SIGNATURE_KEY, write_model
         from deploykit_tflite.fuse import optimize
@@ -159,8 +175,9 @@ class TFLiteBackend(Backend):
         if precision == "fp16":
             from deploykit_tflite.fp16 import to_fp16_weights
 
-            # fp16 arithmetic on the device (Pi 5) only with LiteRT's reduced_precision_support metadata
-            fp16_arithmetic = bool(ctx.profile.options.get("fp16_arithmetic", False))
+            # fp16 arithmetic on the device (Pi 5) only with LiteRT's reduced_precision_support metadata,
+            # and only for models whose values stay in fp16's range: the metadata is model-wide
+            fp16_arithmetic = bool(ctx.profile.options.get("fp16_arithmetic", False)) and self._fp16_fits(ctx, report)
             report["fp16_constants"] = to_fp16_weights(graph, reduced_precision=fp16_arithmetic)
             report["fp16_arithmetic"] = fp16_arithmetic
         elif precision == "int8":

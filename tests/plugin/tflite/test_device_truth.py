@@ -85,3 +85,29 @@ def test_fallback_warning_names_the_emulated_cost(tmp_path):
     from deploykit.bundle.manifest import open_bundle
 
     assert open_bundle(bundle)["verification"]["emulated"]["runs"]["fallback"]["cpu"] == "cortex-a72"
+
+
+def test_rpi5_fp16_arithmetic_only_when_values_fit_fp16(tmp_path):
+    """The metadata is model-wide: a model whose values leave fp16's range (an x^2 of a power spectrum,
+    a -3.4e38 attention mask) would give inf/NaN on the Pi 5, so its bundle keeps fp32 compute."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from deploykit.pipeline import BuildRequest, build
+
+    w = numpy_helper.from_array(np.random.default_rng(0).standard_normal((16, 16)).astype(np.float32), "w")
+    k = numpy_helper.from_array(np.asarray(3e4, np.float32), "k")
+    g = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["h"]), helper.make_node("Mul", ["h", "k"], ["big"]),
+                           helper.make_node("Mul", ["big", "big"], ["power"]), helper.make_node("Sqrt", ["power"], ["y"])],
+                          "power", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 16])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 16])], [w, k])
+    path = tmp_path / "power.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    out = tmp_path / "rpi5-power"
+    res = build(BuildRequest(model=path, target="rpi5", output=out, precision="fp16", force=True), registry=registry())
+    assert "reduced_precision_support" not in _metadata(out)
+    report = json.loads((out / "report.json").read_text())
+    assert report["backend_report"]["fp16_arithmetic"] is False and report["backend_report"]["fp16_overflow"]
+    assert any("exceed 65504" in n and "fp32 compute" in n for n in report["notes"])
+    assert res.manifest["verification"]["status"] == "passed"
