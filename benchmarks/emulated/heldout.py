@@ -17,7 +17,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -93,22 +92,17 @@ def write(rows: list[dict], path: Path) -> None:
 
 
 def main(argv=None) -> int:
+    from emulated.run import add_common_options, start
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--only", default="")
-    ap.add_argument("--work", type=Path, default=None)
-    ap.add_argument("--out", type=Path, default=RESULTS / "emulated_heldout.md")
+    add_common_options(ap, "emulated_heldout.md")
     args = ap.parse_args(argv)
     from benchmarks.wild import corpus
-    from deploykit.emulate.root import emulation_status
 
-    status = emulation_status()
-    if not status.available:
-        print(f"heldout: cannot emulate here: {status.reason}")
+    started = start(args, "heldout")
+    if started is None:
         return 0
-    work = args.work or Path(tempfile.mkdtemp(prefix="deploykit-heldout-"))
-    work.mkdir(parents=True, exist_ok=True)
-    only = [s for s in args.only.split(",") if s]
-    rows = []
+    work, only, rows = started
     for m in corpus.CORPUS:
         if only and m.name not in only:
             continue

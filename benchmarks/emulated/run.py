@@ -193,29 +193,42 @@ def write(rows: list[dict], path: Path) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--torch-python", default=sys.executable, help="interpreter with torch for the arch corpus export")
+def add_common_options(ap: argparse.ArgumentParser, out_name: str) -> None:
     ap.add_argument("--work", type=Path, default=None, help="folder for models and bundles (default: temp)")
     ap.add_argument("--only", default="", help="comma-separated model names")
-    ap.add_argument("--out", type=Path, default=RESULTS / "emulated.md")
+    ap.add_argument("--out", type=Path, default=RESULTS / out_name)
     ap.add_argument("--update", action="store_true",
                     help="keep the rows of the existing results for models not run now (with --only: re-run a few)")
-    args = ap.parse_args(argv)
+
+
+def start(args, label: str) -> tuple[Path, list[str], list[dict]] | None:
+    """(work folder, --only names, rows kept from the last results) or None when this machine cannot emulate."""
     from deploykit.emulate.root import emulation_status
 
     status = emulation_status()
     if not status.available:
-        print(f"emulated: cannot emulate here: {status.reason}")
-        return 0
-    work = args.work or Path(tempfile.mkdtemp(prefix="deploykit-emulated-"))
+        print(f"{label}: cannot emulate here: {status.reason}")
+        return None
+    work = args.work or Path(tempfile.mkdtemp(prefix=f"deploykit-{label}-"))
     work.mkdir(parents=True, exist_ok=True)
     only = [s for s in args.only.split(",") if s]
+    kept = []
+    if args.update and args.out.with_suffix(".json").is_file():
+        kept = [r for r in json.loads(args.out.with_suffix(".json").read_text())["rows"] if only and r["model"] not in only]
+    return work, only, kept
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--torch-python", default=sys.executable, help="interpreter with torch for the arch corpus export")
+    add_common_options(ap, "emulated.md")
+    args = ap.parse_args(argv)
+    started = start(args, "emulated")
+    if started is None:
+        return 0
+    work, only, rows = started
     models = text_models(work)
     models.update(arch_models(work, args.torch_python, [o for o in only if o not in models]))
-    rows = []
-    if args.update and args.out.with_suffix(".json").is_file():
-        rows = [r for r in json.loads(args.out.with_suffix(".json").read_text())["rows"] if only and r["model"] not in only]
     for name, m in models.items():
         if only and name not in only:
             continue

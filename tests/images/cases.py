@@ -122,7 +122,8 @@ def run_toolchain_case(case: Case, work: Path, rebuild: bool = True) -> dict:
     """Toolchain image build (podman, local bases), then ``deploykit build`` in it vs the same build here."""
     from deploykit import __version__
     from deploykit.docker.engine import Engine
-    from deploykit.docker.imagecheck import build_image, bundle_files, image_size_mb, run_args_for
+    from deploykit.docker.imagecheck import build_image, bundle_files, image_size_mb
+    from deploykit.plugins import default_registry
     from deploykit.docker.toolchain import TOOLCHAIN_IMAGES, plan_build, write_context
 
     model, calib = model_and_calibration(work)
@@ -133,7 +134,7 @@ def run_toolchain_case(case: Case, work: Path, rebuild: bool = True) -> dict:
     plan = plan_build(backend=image.backend, model=model, output=work / "inside" / "b", calibration=calib,
                       inner_args=["--target", case.target, "--precision", case.precision],
                       context_dir=work / "ctx", env={"DEPLOYKIT_PLUGINS": case.plugins}, platform=case.platform,
-                      engine=Engine(ENGINE, pull_never=True))
+                      engine=Engine(ENGINE, pull_never=True), profile=default_registry().targets[case.target])
     default_tag = image.tag(__version__)  # the case's own tag instead (a variant must not take the real one's)
     build_cmd = [case.tag if w == default_tag else w for w in plan.build_cmd]
     run_cmd = [case.tag if w == default_tag else w for w in plan.run_cmd]
@@ -147,12 +148,8 @@ def run_toolchain_case(case: Case, work: Path, rebuild: bool = True) -> dict:
         row["rebuild"] = build_image(build_cmd)
     for d in plan.mkdirs:
         d.mkdir(parents=True, exist_ok=True)
-    # emulated arm64: the board's core and /proc/cpuinfo, else LiteRT's verification segfaults under qemu
-    # (it reads the host's x86 cpuinfo; facts/arm64-emulation.md trap 3)
-    extra = run_args_for(case.target, case.platform, work)
-    if extra:
-        at = run_cmd.index("--user")
-        run_cmd = run_cmd[:at] + extra + run_cmd[at:]
+    # emulated arm64: plan_build gave the container the board's core and /proc/cpuinfo (else LiteRT's
+    # verification segfaults under qemu: it reads the host's x86 cpuinfo; facts/arm64-emulation.md trap 3)
     t0 = time.perf_counter()
     res = subprocess.run(run_cmd, capture_output=True, text=True, timeout=1800)
     row["run_seconds"] = round(time.perf_counter() - t0, 1)
