@@ -113,7 +113,7 @@ def compare(bundle: Path) -> dict:
         verdict = verify_outputs(refs, outs, key, info.get("runtime", "?"))
         row["runs"][env.role] = {
             "runtime": info.get("runtime"), "cpu": env.cpu, "status": verdict["status"], "tolerance": key,
-            "xnnpack": "XNNPACK)" in str(info.get("runtime")) and "no XNNPACK" not in str(info.get("runtime")),
+            "xnnpack": bool(info.get("xnnpack")),
             **_errors(refs, outs), **_diff(host, outs), "seconds": round(time.perf_counter() - t0, 1),
         }
     return row

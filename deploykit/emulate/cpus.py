@@ -39,6 +39,20 @@ class ArmCpu:
         )
         return "".join(block.format(n=n) for n in range(max(1, cores)))
 
+    def cpuinfo_file(self, folder, cores: int):
+        """:meth:`cpuinfo` as a file in ``folder`` (written when missing or different; atomically), to bind-mount."""
+        from pathlib import Path
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"cpuinfo-{self.qemu}-{cores}"
+        text = self.cpuinfo(cores)
+        if not path.is_file() or path.read_text(encoding="utf-8") != text:
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(text, encoding="utf-8")
+            tmp.replace(path)
+        return path
+
 
 _BASE = ("fp", "asimd", "evtstrm", "crc32", "cpuid")
 _CRYPTO = ("fp", "asimd", "evtstrm", "aes", "pmull", "sha1", "sha2", "crc32", "cpuid")
@@ -81,14 +95,10 @@ def container_cpu_args(profile, workdir=None, cores: int | None = None) -> list[
     (``QEMU_CPU``, read by the qemu binfmt handler) and its ``/proc/cpuinfo`` bind-mounted over the
     host's x86 one (LiteRT reads it to pick its kernels; with the host's it runs without XNNPACK
     or crashes). The cpuinfo file is written into ``workdir`` (default: the emulation cache)."""
-    from pathlib import Path
-
     if workdir is None:
         from deploykit.emulate.root import cache_root
 
         workdir = cache_root() / "cpuinfo"
-    Path(workdir).mkdir(parents=True, exist_ok=True)
     cpu = board_cpu(profile)
-    info = Path(workdir) / f"cpuinfo-{cpu.qemu}-{cores or getattr(profile, 'cores', 4) or 4}"
-    info.write_text(cpu.cpuinfo(cores or getattr(profile, "cores", 4) or 4), encoding="utf-8")
+    info = cpu.cpuinfo_file(workdir, cores or getattr(profile, "cores", 4) or 4)
     return ["-e", f"QEMU_CPU={cpu.qemu}", "-v", f"{info.absolute()}:/proc/cpuinfo:ro"]

@@ -45,6 +45,7 @@ def main(work, expected_part):
 
     r = bundle_runner.Runner(bundle)
     info["runtime"] = str(r.runtime)
+    info["xnnpack"] = getattr(r, "xnnpack", None)  # the tflite runner's own check: a delegate took ops
     info["threads"] = r.num_threads
     feeds = np.load(os.path.join(work, "feeds.npz"), allow_pickle=False)
     n = int(feeds["count"])

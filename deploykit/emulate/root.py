@@ -3,8 +3,9 @@
 A root is made once per (Debian suite, architecture, packages) with ``mmdebstrap --variant=extract``
 into ``$XDG_CACHE_HOME/deploykit/emulation/<suite>-<arch>-<hash>/root`` (≈ 100 MB, seconds), and one
 virtual environment per set of requirements inside it (``/opt/venvs/<hash>``, ≈ 20–70 s under QEMU).
-Both are built in a temporary sibling and renamed into place under a lock, so a failed or
-interrupted creation leaves nothing that a later run could take for finished.
+Both are made under a lock: the root in a temporary sibling renamed into place, the venv at its
+final path (a venv's scripts hold their path) and complete only once its stamp file is written, so a
+failed or interrupted creation leaves nothing that a later run could take for finished.
 """
 
 from __future__ import annotations
@@ -19,17 +20,15 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from deploykit.devenv import VENV, DeviceEnv
+from deploykit.devenv import DeviceEnv
+from deploykit.docker.engine import BINFMT_DIR, QEMU_HANDLER, host_platform, platform_arch
 from deploykit.errors import DeployError
 
-BINFMT_DIR = Path("/proc/sys/fs/binfmt_misc")
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 # the CA bundle pip inside the root uses: the host's, which holds locally added CAs (trap 2)
 ROOT_CA_FILE = "/etc/deploykit-ca.pem"
 VENVS_DIR = "/opt/venvs"
 TOOLS = ("unshare", "chroot", "mount", "mmdebstrap")
-_QEMU_ARCH = {"arm64": "aarch64", "armhf": "arm", "amd64": "x86_64"}
-_HOST_DEBIAN_ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
 
 
 class EmulationUnavailable(DeployError):
@@ -55,9 +54,9 @@ def cache_root() -> Path:
 def binfmt_problem(arch: str = "arm64", binfmt_dir: Path | None = None) -> tuple[str, str]:
     """(problem, handler): ``problem`` is "" when ``arch`` binaries run here through a fix-binary handler."""
     binfmt_dir = binfmt_dir or BINFMT_DIR
-    if _HOST_DEBIAN_ARCH.get(platform.machine().lower()) == arch:
+    if platform_arch(host_platform()) == arch:
         return "", ""
-    name = f"qemu-{_QEMU_ARCH.get(arch, arch)}"
+    name = QEMU_HANDLER.get(arch, f"qemu-{arch}")
     if not (binfmt_dir / "status").exists():
         return (f"binfmt_misc is not mounted, so {arch} programs cannot run here ('Exec format error'): as root run "
                 f"'mount -t binfmt_misc binfmt_misc {binfmt_dir}' and then 'update-binfmts --enable {name}' "
@@ -156,7 +155,7 @@ def _run(cmd: list[str], what: str, fix: str, env: dict[str, str] | None = None,
         raise DeployError(f"{what} failed (exit {out.returncode}): {worst[:300]}; {fix}")
 
 
-def root_env(env: DeviceEnv, extra: dict[str, str] | None = None) -> dict[str, str]:
+def root_env(env: DeviceEnv) -> dict[str, str]:
     """The environment of programs inside the root: nothing of the host's but pip's index settings."""
     out = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/tmp", "LANG": "C.UTF-8", "QEMU_CPU": env.cpu,
            "PIP_CERT": ROOT_CA_FILE, "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PYTHONDONTWRITEBYTECODE": "1"}
@@ -166,7 +165,6 @@ def root_env(env: DeviceEnv, extra: dict[str, str] | None = None) -> dict[str, s
         # a host-only file:// index is not visible inside the root
         if value and "file:" not in value:
             out[key] = value
-    out.update(extra or {})
     return out
 
 

@@ -52,15 +52,7 @@ class Emulator:
         self.device_cpuinfo = device_cpuinfo  # False only to show what trap 3 does (tests)
 
     def _cpuinfo_file(self) -> str:
-        if not self.device_cpuinfo:
-            return ""
-        path = self.root.dir / f"cpuinfo-{self.cpu.qemu}-{self.cores}"
-        text = self.cpu.cpuinfo(self.cores)
-        if not path.is_file() or path.read_text() != text:
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text(text)
-            tmp.replace(path)
-        return str(path)
+        return str(self.cpu.cpuinfo_file(self.root.dir, self.cores)) if self.device_cpuinfo else ""
 
     def _sys_tree(self) -> str:
         """A /sys holding only the device's CPU lists (what LiteRT's CPU detection reads)."""

@@ -99,7 +99,7 @@ def verify_emulated(bundle: Path, manifest: Mapping[str, Any], feeds: Sequence[M
         result.update({
             "cpu": env.cpu, "debian": env.debian, "python": info.get("python"), "numpy": info.get("numpy"),
             "packages": info.get("packages", {}), "requirements": list(env.requirements),
-            "xnnpack": "XNNPACK" in str(info.get("runtime", "")) and "no XNNPACK" not in str(info.get("runtime", "")),
+            "xnnpack": info.get("xnnpack"),
             **({"note": env.note} if env.note else {}), **({"runner_log": info["stderr"]} if info.get("stderr") else {}),
         })
         runs[env.role] = result
