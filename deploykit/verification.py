@@ -139,3 +139,17 @@ def verify_outputs(
         "problems": problems,
         **({"output_parts": {o: t.to_json() for o, t in parts.items()}} if parts else {}),
     }
+
+
+def stored_output_parts(bundle: str | Path, manifest: Mapping[str, Any]) -> dict[str, Any]:
+    """Outputs verified per branch at build time (``verification.output_parts``), from the manifest:
+    every later check of the bundle (``deploykit verify``, emulated, inside its image) judges them per part too."""
+    from deploykit.errors import BundleError
+    from deploykit.quant.parts import ConcatTail
+
+    stored = (manifest.get("verification") or {}).get("output_parts") or {}
+    try:
+        return {o: ConcatTail.from_json(d) for o, d in stored.items()}
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
+        raise BundleError(f"{bundle}/manifest.json: verification.output_parts is malformed ({type(e).__name__}); "
+                          "rebuild the bundle with 'deploykit build'") from e

@@ -104,19 +104,6 @@ def _num(value, fmt: str) -> str:
     return format(value, fmt) if isinstance(value, (int, float)) else str(value)
 
 
-def _stored_parts(bundle: Path, manifest: dict) -> dict:
-    """Outputs verified per branch at build time (``verification.output_parts``), from the manifest."""
-    from deploykit.errors import BundleError
-    from deploykit.quant.parts import ConcatTail
-
-    stored = (manifest.get("verification") or {}).get("output_parts") or {}
-    try:
-        return {o: ConcatTail.from_json(d) for o, d in stored.items()}
-    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
-        raise BundleError(f"{bundle}/manifest.json: verification.output_parts is malformed ({type(e).__name__}); "
-                          "rebuild the bundle with 'deploykit build'") from e
-
-
 @contextlib.contextmanager
 def _runtime_errors(bundle: Path, what: str) -> Iterator[None]:
     """Errors of a bundle whose files match its manifest, while its runner loads or runs: a missing
@@ -195,7 +182,7 @@ def verify_command(
 ) -> None:
     """Re-check a bundle: file checksums, then run its runner on the stored samples (here, or --emulate'd)."""
     from deploykit.bundle.manifest import open_bundle, read_samples
-    from deploykit.verification import run_bundle, verify_outputs
+    from deploykit.verification import run_bundle, stored_output_parts, verify_outputs
 
     if runtime not in ("bundle", "fallback", "all"):
         raise DeployError(f"unknown --runtime {runtime!r}; use bundle, fallback or all")
@@ -203,7 +190,7 @@ def verify_command(
         raise DeployError("--runtime only applies with --emulate")
     manifest = open_bundle(bundle)
     feeds, refs = read_samples(bundle, manifest)
-    parts = _stored_parts(bundle, manifest)
+    parts = stored_output_parts(bundle, manifest)
     if emulate:
         _verify_emulated(bundle, manifest, feeds, refs, parts, runtime, json_out)
         return

@@ -123,7 +123,7 @@ def verify_in_image(engine: str, tag: str, bundle: Path, platform: str, target: 
     """Run the bundle's runner in image ``tag`` on the stored samples; judge against the stored fp32 outputs."""
     from deploykit.bundle.files import read_npz
     from deploykit.bundle.manifest import open_bundle, read_samples
-    from deploykit.verification import verify_outputs
+    from deploykit.verification import stored_output_parts, verify_outputs
 
     manifest = open_bundle(bundle)
     _, refs = read_samples(bundle, manifest)
@@ -144,7 +144,7 @@ def verify_in_image(engine: str, tag: str, bundle: Path, platform: str, target: 
         info = json.loads(out.stdout.strip().splitlines()[-1])
         got = read_npz(work / "out.npz")
     outs = [{s["name"]: got[f"out_{i}"][j] for i, s in enumerate(manifest["outputs"])} for j in range(len(refs))]
-    result = verify_outputs(refs, outs, manifest["precision"], info["runtime"])
+    result = verify_outputs(refs, outs, manifest["precision"], info["runtime"], parts=stored_output_parts(bundle, manifest))
     result.update(info, seconds=seconds)
     return result
 
