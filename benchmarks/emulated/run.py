@@ -94,7 +94,7 @@ def compare(bundle: Path) -> dict:
     from deploykit.bundle.manifest import open_bundle, read_samples
     from deploykit.emulate.run import Emulator
     from deploykit.emulate.verify import environments, profile_for, tolerance_key
-    from deploykit.verification import run_bundle, verify_outputs
+    from deploykit.verification import run_bundle, stored_output_parts, verify_outputs
 
     manifest = open_bundle(bundle)
     feeds, refs = read_samples(bundle, manifest)
@@ -110,7 +110,7 @@ def compare(bundle: Path) -> dict:
         except Exception as e:  # noqa: BLE001 - one failing run is a row, not the end of the benchmark
             row["runs"][env.role] = {"error": f"{type(e).__name__}: {e}"[:300]}
             continue
-        verdict = verify_outputs(refs, outs, key, info.get("runtime", "?"))
+        verdict = verify_outputs(refs, outs, key, info.get("runtime", "?"), parts=stored_output_parts(bundle, manifest))
         row["runs"][env.role] = {
             "runtime": info.get("runtime"), "cpu": env.cpu, "status": verdict["status"], "tolerance": key,
             "xnnpack": bool(info.get("xnnpack")),
