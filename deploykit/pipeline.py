@@ -20,6 +20,7 @@ from deploykit.bundle.render import render
 from deploykit.bundle.staging import StagedOutput, check_output_dir
 from deploykit.errors import CalibrationError, DeployError, UnsupportedError
 from deploykit.ir import graph_inputs, graph_outputs, load_model, parse_input_shapes
+from deploykit.ir.freeze import parse_freeze_inputs, runner_spec
 from deploykit.ir.loader import nonfinite_weights
 from deploykit import passes
 from deploykit.plugins import Registry, default_registry
@@ -53,6 +54,7 @@ class BuildRequest:
     output: Path | None = None
     precision: str | None = None
     input_shapes: list[str] = field(default_factory=list)
+    freeze_inputs: list[str] = field(default_factory=list)  # --freeze-input NAME=VALUE (deploykit.ir.freeze)
     calibration: str | None = None
     force: bool = False
     io: str = "float"
@@ -129,6 +131,7 @@ def build(request: BuildRequest, registry: Registry | None = None, reporter: Rep
         raise CalibrationError(calibration_needed(profile, explicit=request.precision is not None))
     model_path = Path(request.model)
     shapes = parse_input_shapes(request.input_shapes)
+    frozen = parse_freeze_inputs(request.freeze_inputs)
     out_dir = Path(request.output) if request.output is not None else default_output(model_path, profile.name, precision)
     protect = [p for p in (model_path, request.calibration) if p]
     check_output_dir(out_dir, request.force, protect)
@@ -168,8 +171,12 @@ def build(request: BuildRequest, registry: Registry | None = None, reporter: Rep
                            io=request.io, extra=extra)
 
     with reporter.stage("import"):
-        model = load_model(model_path, shapes)
+        model = load_model(model_path, shapes, frozen=frozen)
         inputs, outputs = graph_inputs(model), graph_outputs(model)
+        frozen_arrays = {n: model.graph.initializers[n].const_value.numpy() for n in frozen}
+        if frozen_arrays:
+            options.extra["frozen_inputs"] = runner_spec(frozen_arrays)
+            reporter.log("frozen: " + ", ".join(f"{n}={a.reshape(-1).tolist()}" for n, a in frozen_arrays.items()))
         source_sha = sha256_file(model_path)
         custom = backend.custom_ops(model)
         if custom:
@@ -228,7 +235,7 @@ def build(request: BuildRequest, registry: Registry | None = None, reporter: Rep
     with reporter.stage("reference (fp32 onnxruntime)"):
         feeds = list(verify_set.feeds())
         if compression is None:
-            refs = run_reference(model_path, feeds, [o.name for o in outputs])
+            refs = run_reference(model_path, _with_frozen(feeds, frozen_arrays), [o.name for o in outputs])
         else:  # the bundle reproduces the compressed model; its loss vs the source is in report.compression
             refs = _reference_of(compression.model, feeds, [o.name for o in outputs])
         _warn_nonfinite_reference(refs, reporter)
@@ -245,7 +252,7 @@ def build(request: BuildRequest, registry: Registry | None = None, reporter: Rep
             write_npz(work / SAMPLES_INPUTS, {f"in_{i}": verify_set.subset(stored).arrays[s.name] for i, s in enumerate(inputs)})
             write_npz(work / SAMPLES_EXPECTED, {f"out_{i}": _stack([refs[j][o.name] for j in stored]) for i, o in enumerate(outputs)})
         with reporter.stage("render runner"):
-            context = _template_context(profile, backend, precision, artifact)
+            context = _template_context(profile, backend, precision, artifact, frozen_arrays)
             (work / "runner.py").write_text(render(backend.runner_template, context, backend.template_package or ""), encoding="utf-8")
             reqs = artifact.requirements or backend.runner_requirements(precision)
             (work / "requirements.txt").write_text("".join(r + "\n" for r in reqs), encoding="utf-8")
@@ -261,7 +268,8 @@ def build(request: BuildRequest, registry: Registry | None = None, reporter: Rep
                     if eval_set is not None:
                         names = [o.name for o in outputs]
                         _verify_task(verification, task, eval_set, work, precision, profile.threads,
-                                     (lambda fs: run_reference(model_path, fs, names)) if compression is None
+                                     (lambda fs: run_reference(model_path, _with_frozen(fs, frozen_arrays), names))
+                                     if compression is None
                                      else (lambda fs: _reference_of(compression.model, fs, names)))
                 except (RuntimeError, ValueError) as e:  # the runtime refused these inputs
                     verification = _runtime_refused(e, len(feeds), not request.calibration)
@@ -498,7 +506,12 @@ def _support_summary(support: list[NodeSupport]) -> dict[str, Any]:
     return {"counts": counts, "rewrites": [s.to_json() for s in support if s.status is Support.REWRITE]}
 
 
-def _template_context(profile, backend: Backend, precision: str, artifact) -> dict[str, Any]:
+def _with_frozen(feeds, frozen_arrays):
+    """Feeds for the *source* model: the bundle's feeds plus the frozen inputs' values."""
+    return [{**f, **frozen_arrays} for f in feeds] if frozen_arrays else feeds
+
+
+def _template_context(profile, backend: Backend, precision: str, artifact, frozen_arrays=None) -> dict[str, Any]:
     spec = {
         "target": profile.name,
         "backend": backend.name,
@@ -507,6 +520,8 @@ def _template_context(profile, backend: Backend, precision: str, artifact) -> di
         "inputs": [s.to_json() for s in artifact.inputs],
         "outputs": [s.to_json() for s in artifact.outputs],
     }
+    if frozen_arrays:
+        spec["frozen_inputs"] = runner_spec(frozen_arrays)
     if precision == "int8" and backend.quant_scheme is not None:
         spec["int8_weight_bits"] = backend.quant_scheme.weight_bits
     spec.update(artifact.runner_context)

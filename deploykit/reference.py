@@ -93,9 +93,13 @@ def check_pinned_model_loads(model) -> None:
     except Exception as e:  # noqa: BLE001 - ORT raises several types; all mean "cannot load"
         text = " ".join(str(e).split())
         reason = text.split("failed:", 1)[-1] if "failed:" in text else text.split(" : ")[-1]
+        from deploykit.passes.if_to_select import condition_inputs, freeze_hint
+
+        freeze = freeze_hint({n.name or "": condition_inputs(n) for n in model.graph if n.op_type == "If"})
         raise ModelError(f"ONNX Runtime cannot load the model with these input shapes: {reason.strip()[:400]}",
                          hint="a control-flow branch not taken at these shapes may still be type-checked; "
-                              "try other --input-shape values or export the model for one input size") from None
+                              + (f"{freeze}, so that only the branch taken is kept" if freeze else
+                                 "try other --input-shape values or export the model for one input size")) from None
 
 
 FP16_MAX = 65504.0

@@ -21,6 +21,10 @@ def build_command(
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Bundle folder [default: ./MODEL-TARGET-PRECISION]."),
     precision: Optional[str] = typer.Option(None, "--precision", "-p", help="fp32, fp16 or int8 [default: the target's]."),
     input_shape: list[str] = typer.Option([], "--input-shape", help="Pin dynamic dims: NAME:D0,D1,... (repeat per input)."),
+    freeze_input: list[str] = typer.Option(
+        [], "--freeze-input", help="Fix an input's value at build time: NAME=VALUE or NAME=V0,V1,... (repeat per input), "
+        "e.g. sr=16000 for a sample-rate input that selects an If branch. The runner still accepts the input, "
+        "only with that value."),
     calibration: Optional[str] = typer.Option(
         None, "--calibration", "-c",
         help=".npy (samples stacked on axis 0, shaped like the input without batch), .npz (one array per input name), "
@@ -133,7 +137,8 @@ def build_command(
     reporter = RichReporter()
     result = build(
         BuildRequest(model=model, target=target, output=output, precision=precision, input_shapes=list(input_shape),
-                     calibration=calibration, force=force, io=io, calibration_samples=calibration_samples,
+                     freeze_inputs=list(freeze_input), calibration=calibration,
+                     force=force, io=io, calibration_samples=calibration_samples,
                      calibration_method=calibration_method, accuracy_budget=accuracy_budget, images=images,
                      compress=compress, eval_data=str(eval_data) if eval_data else None, metric=metric,
                      verify_on=verify_on),

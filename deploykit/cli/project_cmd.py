@@ -16,7 +16,7 @@ import typer
 from deploykit.cli.common import DebugOption, JsonOption, cli_errors, err_console, out_console, print_json
 
 # options of the single-model build that a project sets per model in its file instead
-SINGLE_MODEL_OPTIONS = ("input_shape", "calibration", "calib_mean", "calib_std", "calib_scale", "calib_bgr", "calib_layout",
+SINGLE_MODEL_OPTIONS = ("input_shape", "freeze_input", "calibration", "calib_mean", "calib_std", "calib_scale", "calib_bgr", "calib_layout",
                         "calibration_samples", "calibration_method", "accuracy_budget", "compress", "io", "force",
                         "docker", "platform", "dry_run", "docker_context")
 PROJECT_OPTIONS = {"jobs": "-j/--jobs", "keep_going": "--keep-going", "rebuild": "--rebuild", "executor": "--executor",

@@ -391,6 +391,7 @@ def load_model(
     *,
     require_static: bool = True,
     buildable: bool = True,
+    frozen: Mapping[str, list[str]] | None = None,
 ) -> ir.Model:
     """Load, check, pin shapes, infer shapes, and return an :class:`onnx_ir.Model`.
 
@@ -399,9 +400,19 @@ def load_model(
     :param require_static: raise if any input dim is still dynamic after pinning.
     :param buildable: refuse inputs/outputs no build can use and inputs with a 0 dim (see
         :func:`load_proto`); ``False`` for IR round trips of any valid model.
+    :param frozen: ``{input name: [value text, ...]}`` (``--freeze-input``): these inputs become
+        initializers (:mod:`deploykit.ir.freeze`); read their arrays back from the initializers.
     """
     proto = load_proto(path, buildable=buildable)
     _drop_initializer_inputs(proto)
+    if frozen:
+        from deploykit.ir.freeze import freeze_inputs
+
+        pinned_frozen = [n for n in (input_shapes or {}) if n in frozen]
+        if pinned_frozen:
+            raise DeployError(f"input {pinned_frozen[0]!r} is given both --input-shape and --freeze-input; "
+                              "pass only --freeze-input (its values give the shape)")
+        freeze_inputs(proto, frozen)
     _pin_shapes(proto, input_shapes or {})
     if input_shapes:
         _forget_dynamic_shapes(proto)

@@ -149,7 +149,7 @@ class EdgeTpuBackend(TFLiteBackend):
         from deploykit_edgetpu.fuse import optimize
         from deploykit_edgetpu.converters import CONVERTERS
 
-        graph = optimize(_tpu_lowering(model).run(CONVERTERS))
+        graph = optimize(_tpu_lowering(model).run(CONVERTERS), self.min_runtime)
         return graph, predict(graph, self.min_runtime, check_dtypes=False)
 
     def analyze(self, model: ir.Model) -> list[NodeSupport]:
@@ -231,7 +231,7 @@ class EdgeTpuBackend(TFLiteBackend):
             graph = lowering.run(CONVERTERS)
         except UnsupportedNode as e:
             raise DeployError(str(e)) from e
-        optimize(graph)
+        optimize(graph, self.min_runtime)
         params, fallback, source = resolve_params(ctx, self.quant_scheme)
         if fallback:  # cannot happen with mixed_precision=False; refuse rather than emit float ops
             raise DeployError(f"edgetpu: the quantization engine kept {sorted(fallback)} in float; the Edge TPU needs all int8")

@@ -15,8 +15,13 @@ def fuse_activations(graph: TFLGraph) -> int:
     return base_fuse_activations(graph, FUSES_ACTIVATION)
 
 
-def optimize(graph: TFLGraph) -> TFLGraph:
+def optimize(graph: TFLGraph, runtime: int | None = None) -> TFLGraph:
+    """Fusions, then (given the Edge TPU runtime version) CPU-only operators as late as possible."""
     fold_fc_bias(graph)
     fuse_activations(graph)
     graph.remove_dead()
+    if runtime is not None:
+        from deploykit_edgetpu.support import schedule_tpu_first
+
+        schedule_tpu_first(graph, runtime)
     return graph

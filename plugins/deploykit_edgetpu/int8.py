@@ -22,7 +22,7 @@ FIXED = {**base.FIXED, "SOFTMAX": (1.0 / 256, -128), "L2_NORMALIZATION": (1.0 / 
 REQUANTIZING = base.REQUANTIZING | {"RELU", "RELU6", "RELU_N1_TO_1", "HARD_SWISH", "PRELU", "SQUARED_DIFFERENCE",
                                     "BATCH_MATMUL", "PACK", "RSQRT"}
 SAME_OUTPUT_INPUTS = frozenset({"CONCATENATION", "PACK"})  # inputs requantized to the output's params
-INT8_OPS = frozenset(PASSTHROUGH) | frozenset(FIXED) | REQUANTIZING
+INT8_OPS = frozenset(PASSTHROUGH) | frozenset(FIXED) | REQUANTIZING | base.COMPARISONS | base.SELECTS
 
 
 class FullInt8Rewriter(base.Int8Rewriter):

@@ -70,6 +70,39 @@ def predict(graph: TFLGraph, runtime: int, check_dtypes: bool = True) -> TpuPred
     return pred
 
 
+def schedule_tpu_first(graph: TFLGraph, runtime: int) -> int:
+    """Reorder ``graph.ops`` (still topologically) so that operators the Edge TPU cannot map come as
+    late as their consumers allow: the compiler's one segment ends at the first unmapped operator,
+    so a CPU-only op placed early (openWakeWord's ``score >= 0.5`` test, emitted before the verifier
+    MLP it does not feed) pushes everything after it onto the CPU. Returns how many ops moved."""
+    import heapq
+
+    index = {id(op): i for i, op in enumerate(graph.ops)}
+    producers = graph.producers()
+    users: dict[int, list[int]] = {i: [] for i in range(len(graph.ops))}
+    waiting = [0] * len(graph.ops)
+    for i, op in enumerate(graph.ops):
+        for p in {index[id(producers[id(t)])] for t in op.inputs if t is not None and id(t) in producers}:
+            users[p].append(i)
+            waiting[i] += 1
+    cpu = [bool(tpu_reason(op, runtime, False)) for op in graph.ops]
+    ready: tuple[list[int], list[int]] = ([], [])  # (TPU-mappable, CPU-only), by original position
+    for i, n in enumerate(waiting):
+        if not n:
+            heapq.heappush(ready[cpu[i]], i)
+    order: list[Op] = []
+    while ready[0] or ready[1]:
+        i = heapq.heappop(ready[0] if ready[0] else ready[1])
+        order.append(graph.ops[i])
+        for u in users[i]:
+            waiting[u] -= 1
+            if not waiting[u]:
+                heapq.heappush(ready[cpu[u]], u)
+    moved = sum(a is not b for a, b in zip(order, graph.ops))
+    graph.ops = order
+    return moved
+
+
 def _const_bytes(op: Op, seen: set[int]) -> int:
     n = 0
     for t in op.inputs:

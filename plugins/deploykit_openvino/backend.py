@@ -99,6 +99,18 @@ class OpenVinoBackend(Backend):
                               f"or --target intel-cpu for {precision.upper()}")
         super().check_precision(precision)
 
+    def prepare(self, model: ir.Model, options) -> ir.Model:
+        """The opset upgrade; on MYRIAD (no control flow) an ``If`` runs both branches and selects
+        where both can run (:mod:`deploykit.passes.if_to_select`)."""
+        model = super().prepare(model, options)
+        self.if_refusals: dict[str, str] = {}
+        self.if_converted: list[str] = []
+        if self.is_myriad:
+            from deploykit.passes.if_to_select import convert_for_target
+
+            model, self.if_converted, self.if_refusals = convert_for_target(model, "MYRIAD", self.profile.name)
+        return model
+
     def analyze(self, model: ir.Model) -> list[NodeSupport]:
         if not self.is_myriad:
             return self._analyze_by_conversion(model, super().analyze(model))
@@ -110,6 +122,8 @@ class OpenVinoBackend(Backend):
             op = node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}::{node.op_type}"
             rule = MYRIAD_ONNX_RULES.get(op, OpRule())
             reason = self.unknown_op_reason(node, functions) or (rule.check(node) if rule.check else None)
+            if op == "If" and (node.name or "") in getattr(self, "if_refusals", {}):
+                reason = self.if_refusals[node.name or ""]
             if reason:
                 result.append(NodeSupport(node.name or "", op, Support.UNSUPPORTED, reason, device="vpu"))
             else:
@@ -164,6 +178,10 @@ class OpenVinoBackend(Backend):
             else:
                 lowering.save(model, xml, compress_to_fp16=precision == "fp16")
         report["converter"] = converter
+        if getattr(self, "if_converted", None):
+            report["if_to_select"] = list(self.if_converted)
+            ctx.note(f"{len(self.if_converted)} If node(s) run both branches and select the result "
+                     f"(MYRIAD has no control flow): {', '.join(map(repr, self.if_converted))}")
         if self.max_opset is not None:
             from deploykit_openvino.downgrade import check_ir_opsets, ir_opsets
 

@@ -57,6 +57,10 @@ _COMPATIBLE.update({
     "Split": lambda n, c: _attr(n, "num_outputs") is None,
     "AveragePool": lambda n, c: not _attr(n, "dilations"),
     "MaxPool": _always,
+    # opset 14 only added ``layout`` (0: [seq, batch, ...], the only layout of LSTM-7/GRU-7/RNN-7)
+    "LSTM": lambda n, c: not _attr(n, "layout", 0),
+    "GRU": lambda n, c: not _attr(n, "layout", 0),
+    "RNN": lambda n, c: not _attr(n, "layout", 0),
     "ReduceSum": _always,
     "GlobalAveragePool": _always,
     "GlobalMaxPool": _always,

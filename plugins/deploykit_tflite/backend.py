@@ -96,6 +96,7 @@ class TFLiteBackend(Backend):
         model = super().prepare(model, options)
         focus = space_to_depth.apply(model)
         self.lowering_rewrites = {"focus_space_to_depth": focus} if focus else {}
+        model = self._convert_ifs(model)
         if options is None or options.precision != "int8":
             return model
         from deploykit_tflite.int8_rewrites import decompose_hardswish, fuse_at_newer_opset
@@ -105,6 +106,16 @@ class TFLiteBackend(Backend):
             from deploykit.passes import canonicalize
 
             model = canonicalize(model, passes=[])  # topological order, names, shapes of new values
+        return model
+
+    def _convert_ifs(self, model: ir.Model) -> ir.Model:
+        """TFLite has no control flow: an ``If`` left after constant folding runs both branches and
+        selects (:mod:`deploykit.passes.if_to_select`) when both can run at the pinned shapes."""
+        from deploykit.passes.if_to_select import convert_for_target
+
+        model, converted, self.if_refusals = convert_for_target(model, self.name, self.profile.name)
+        if converted:
+            self.lowering_rewrites["if_to_select"] = converted
         return model
 
     def analyze(self, model: ir.Model) -> list[NodeSupport]:
@@ -117,10 +128,12 @@ class TFLiteBackend(Backend):
             if is_foldable(node, lambda v: v.name in const):
                 const.update(v.name for v in node.outputs)
                 folded.add(id(node))
-        result = []
-        for s, node in zip(super().analyze(model), model.graph):
+        result, refusals = [], getattr(self, "if_refusals", {})
+        for s, node in zip(super().analyze(model), ir.traversal.RecursiveGraphIterator(model.graph)):
             if id(node) in folded:
                 s = NodeSupport(s.node, s.op_type, Support.SUPPORTED, "folded at build time")
+            elif node.op_type == "If" and s.status is Support.UNSUPPORTED and (node.name or "") in refusals:
+                s = NodeSupport(s.node, s.op_type, Support.UNSUPPORTED, refusals[node.name or ""])
             result.append(s)
         return result
 
@@ -194,6 +207,10 @@ class TFLiteBackend(Backend):
         model_bytes = write_model(graph, ctx.workdir / MODEL_FILE, description=f"deploykit {precision}", release=True)
         if getattr(self, "lowering_rewrites", None):
             report["rewrites"] = dict(self.lowering_rewrites)
+            ifs = self.lowering_rewrites.get("if_to_select")
+            if ifs:
+                ctx.note(f"{len(ifs)} If node(s) run both branches and select the result (TFLite has no control "
+                         f"flow): {', '.join(map(repr, ifs))}")
         report["operators"] = graph.op_counts()
         report["transposes"] = report["operators"].get("TRANSPOSE", 0)
         report["model_bytes"] = model_bytes

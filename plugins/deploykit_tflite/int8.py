@@ -31,6 +31,10 @@ PASSTHROUGH = {"RESHAPE": 0, "TRANSPOSE": 0, "MAX_POOL_2D": 0, "PAD": 0, "PADV2"
                "DEPTH_TO_SPACE": 0, "SPACE_TO_DEPTH": 0, "REDUCE_MAX": 0, "BROADCAST_TO": 0, "TILE": 0,
                "MAXIMUM": 0, "MINIMUM": 0}
 FIXED = {"LOGISTIC": (1.0 / 256, -128), "TANH": (1.0 / 128, 0)}
+# int8 comparisons of an activation with a constant inside its range (bool output): the constant takes
+# the activation's params. SELECT_V2 copies int8 values: both value inputs take the output's params.
+COMPARISONS = frozenset({"GREATER", "GREATER_EQUAL", "LESS", "LESS_EQUAL", "EQUAL", "NOT_EQUAL"})
+SELECTS = frozenset({"SELECT", "SELECT_V2"})
 NEVER_REQUANT_NEEDED = frozenset(PASSTHROUGH) | frozenset(FIXED)
 # element-wise max/min: with one constant they keep the input's params; with two activations both are
 # requantized to the output's (an order-preserving map, so max/min commute with it)
@@ -78,6 +82,8 @@ class Int8Rewriter:
     PASSTHROUGH: dict[str, int] = PASSTHROUGH  # op -> data input index; output keeps its params
     FIXED: dict[str, tuple[float, int]] = FIXED  # op -> fixed output (scale, zero point)
     REQUANTIZING: frozenset[str] = REQUANTIZING  # ops with their own output params
+    COMPARISONS: frozenset[str] = COMPARISONS  # activation vs constant, bool output
+    SELECTS: frozenset[str] = SELECTS  # bool condition; value inputs on the output's params
     SAME_OUTPUT_INPUTS: frozenset[str] = frozenset({"CONCATENATION"})  # inputs requantized to the output's
     # MAXIMUM/MINIMUM with a constant bound as the saturation of a requantization (XNNPACK has no int8
     # MAXIMUM/MINIMUM: each one split the delegated graph)
@@ -161,7 +167,9 @@ class Int8Rewriter:
     def _float(self, op: Op) -> None:
         op.inputs = [self.as_float(t) for t in op.inputs]
         self.ops.append(op)
-        if op.code not in ("QUANTIZE", "DEQUANTIZE"):
+        computes_float = any(t is not None and not t.is_const and t.dtype in ("float32", "float16")
+                             for t in list(op.inputs) + list(op.outputs))
+        if op.code not in ("QUANTIZE", "DEQUANTIZE") and computes_float:
             self.float_ops[op.code] = self.float_ops.get(op.code, 0) + 1
 
     def _weighted(self, op: Op) -> None:
@@ -204,9 +212,28 @@ class Int8Rewriter:
             return 0.0
         return MUL_RATIO_MIN * 1.01 * float(out_q.scale[0]) / float(other[0].scale[0])
 
+    def _comparison_params(self, op: Op) -> QParams | None:
+        """The activation's params when ``op`` compares it with a constant its range holds."""
+        acts = [t for t in op.inputs if not t.is_const]
+        consts = [t for t in op.inputs if t.is_const]
+        if len(acts) != 1 or len(consts) != 1 or acts[0].dtype not in ("float32", "int8"):
+            return None
+        q = self.qp(acts[0])
+        if q is None or q.scale.size != 1:
+            return None
+        lo, hi = (-128 - q.zero_point[0]) * q.scale[0], (127 - q.zero_point[0]) * q.scale[0]
+        c = consts[0].data
+        return q if np.isfinite(c).all() and lo <= np.min(c) and np.max(c) <= hi else None
+
     def _int8_possible(self, op: Op) -> bool:
         if op.node in self.fallback:
             return False
+        if op.code in self.COMPARISONS:
+            return self._comparison_params(op) is not None
+        if op.code in self.SELECTS:
+            values = [t for t in op.inputs[1:] if t is not None]
+            return (self.qp(op.outputs[0]) is not None and op.inputs[0].dtype == "bool"
+                    and all(t.is_const or self.qp(t) is not None for t in values))
         acts = [t for t in op.inputs if t is not None and not t.is_const and t.dtype in ("float32", "int8")]
         if op.code in TWO_SIDED and len(acts) == 2:  # max(x, a*x) of LeakyReLU, TF's Maximum of two tensors
             return all(self.qp(t) is not None for t in acts) and self.qp(op.outputs[0]) is not None
@@ -323,6 +350,14 @@ class Int8Rewriter:
             elif op.code in self.FIXED:
                 op.inputs[0] = self.as_int8(op.inputs[0])
                 outs = [QParams.per_tensor(*self.FIXED[op.code])]
+            elif op.code in self.COMPARISONS:
+                q = self._comparison_params(op)
+                op.inputs = [self.as_int8(t, q) for t in op.inputs]
+                outs = []  # the output stays bool
+            elif op.code in self.SELECTS:
+                q = self.qp(op.outputs[0])
+                op.inputs = [op.inputs[0]] + [self.as_int8(t, q) for t in op.inputs[1:]]
+                outs = [q]
             elif op.code in self.SAME_OUTPUT_INPUTS:
                 q = self.qp(op.outputs[0])
                 op.inputs = [self.as_int8(t, q) for t in op.inputs]
