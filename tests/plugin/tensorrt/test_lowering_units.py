@@ -238,6 +238,29 @@ def test_lowering_drops_default_attributes_the_older_opset_lacks():
     assert list(opset.lower_opset(allow, 13)[1]) == ["reshape"]
 
 
+def test_lstm_14_with_the_default_layout_is_lstm_7_at_opset_13():
+    """LSTM-14 only added ``layout``; silero-vad's LSTM (layout 0) was refused on jetson-nano."""
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(rng.normal(0, 0.3, (1, 16, 3)).astype(np.float32), "W"),
+             numpy_helper.from_array(rng.normal(0, 0.3, (1, 16, 4)).astype(np.float32), "R")]
+    g = helper.make_graph(
+        [helper.make_node("LSTM", ["x", "W", "R"], ["y"], name="lstm", hidden_size=4, layout=0)], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [5, 1, 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [5, 1, 1, 4])], inits)
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 14)])
+    lowered, problems = opset.lower_opset(model, 13)
+    assert problems == {} and opset.opset_of(lowered) == 13
+    assert "layout" not in [a.name for a in lowered.graph.node[0].attribute]
+    onnx.checker.check_model(lowered, full_check=True)
+    x = rng.normal(0, 1, (5, 1, 3)).astype(np.float32)
+    run = lambda m: ort.InferenceSession(m.SerializeToString()).run(None, {"x": x})[0]  # noqa: E731
+    np.testing.assert_allclose(run(lowered), run(model), rtol=1e-6)
+    batch_first = onnx.ModelProto()
+    batch_first.CopyFrom(model)
+    batch_first.graph.node[0].attribute[-1].i = 1
+    assert list(opset.lower_opset(batch_first, 13)[1]) == ["lstm"]
+
+
 def test_fp16_range_check_finds_layers_beyond_65504_and_pins_them_to_fp32():
     """A power spectrogram overflows fp16 (issue 19): fp32 host verification cannot see it, so the
     build measures fp32 values against 65504 and keeps those layers fp32 where trtexec can."""
