@@ -57,6 +57,7 @@ class WildModel:
     cnn: bool = False  # a conv net: rpi4 int8 must not be slower than fp32, Coral >= 90 % TPU MACs
     note: str = ""
     depends: tuple[str, ...] = field(default=())  # other corpus models its generator runs
+    build_args: tuple[str, ...] = field(default=())  # what a user adds to every build (e.g. --freeze-input)
 
     @property
     def dist(self) -> str:
@@ -90,7 +91,10 @@ CORPUS: tuple[WildModel, ...] = (
         "silero-vad", "silero-vad==6.2.3", "silero_vad/data/silero_vad.onnx",
         "voice activity detector (512-sample chunk + LSTM state)", "spox",
         ("control-flow-if", "audio-frontend", "lstm", "scalar-int-input"),
-        {"input": (1, 512), "state": (2, 1, 128)}, "vad_chunks"),
+        {"input": (1, 512), "state": (2, 1, 128)}, "vad_chunks",
+        note="built with --freeze-input sr=16000: the sample rate selects the 16 kHz or 8 kHz branch of an If, "
+             "and the 8 kHz branch cannot run on 512-sample chunks",
+        build_args=("--freeze-input", "sr=16000")),
     WildModel(
         "magika", "magika==1.0.3", "magika/models/standard_v3_3/model.onnx",
         "file-type classifier on 2x1024 bytes (214 types)", "tf2onnx 1.16 (Keras/JAX)",

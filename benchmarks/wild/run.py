@@ -84,7 +84,7 @@ def build_one(m: corpus.WildModel, target: str, precision: str, calib: Path, tim
            "-o", str(out), "--force", "--json"]
     for s in m.shape_args():
         cmd += ["--input-shape", s]
-    cmd += ["--calibration", str(calib)]  # int8: calibration; every precision: realistic verification samples
+    cmd += [*m.build_args, "--calibration", str(calib)]  # int8: calibration; every precision: realistic verification samples
     log_dir = WORK / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     stem = f"{m.name}-{target}-{precision}"
@@ -287,7 +287,8 @@ def write_report(rows: list[dict], meta: dict) -> None:
               "## Models", "", "| model | package | task | exporter | covers |", "|---|---|---|---|---|"]
     for m in corpus.CORPUS:
         if m.name in models:
-            lines.append(f"| {m.name} | {m.package} | {m.task} | {m.exporter} | {', '.join(m.tags)} |")
+            note = f" ({m.note})" if m.note else ""
+            lines.append(f"| {m.name} | {m.package} | {m.task} | {m.exporter} | {', '.join(m.tags)}{note} |")
     (RESULTS / "wild.md").write_text("\n".join(lines) + "\n")
 
 

@@ -45,11 +45,16 @@ def spatial_padding(in_hw, k_hw, strides, dil, pads, auto_pad, out_hw, allow_sam
         need = (out_hw[i] - 1) * strides[i] + eff[i] - (in_hw[i] + begin[i] + end[i])
         if need > 0:
             end[i] += need
-    if all(b == 0 for b in begin) and all(
-            (in_hw[i] + end[i] - eff[i]) // strides[i] + 1 == out_hw[i] for i in range(n)):
-        return VALID, (None if all(e == 0 for e in end) else [[0, e] for e in end])
+    valid = all(b == 0 for b in begin) and all(
+        (in_hw[i] + end[i] - eff[i]) // strides[i] + 1 == out_hw[i] for i in range(n))
+    if valid and all(e == 0 for e in end):
+        return VALID, None
+    # SAME before VALID + end padding: padding only at the end is what SAME does on an odd size
+    # (MTCNN's 3x3/2 max pool on 46x46), and a separate PADV2 has no XNNPACK kernel
     if allow_same and all(begin[i] == same[i][0] and end[i] == same[i][1] and out_hw[i] == same[i][2] for i in range(n)):
         return SAME, None
+    if valid:
+        return VALID, [[0, e] for e in end]
     return VALID, [[b, e] for b, e in zip(begin, end)]
 
 
