@@ -242,3 +242,19 @@ def focus_cnn(path, *, order=FOCUS_YOLO, chained: bool = True, consumer: str = "
     graph = helper.make_graph(nodes, "focus_cnn", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, c, h, w])],
                               [helper.make_tensor_value_info(out_name, TensorProto.FLOAT, out_shape)], inits)
     return _save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)]), path)
+
+
+def config_if_model(path) -> Path:
+    """An If on a bool input ``c`` (a configuration input, like silero-vad's sample rate): then
+    ``y = -x``, else ``x`` reshaped to ``[-1, 3]`` and summed -- fine for a dynamic length, impossible
+    for length 4, so ONNX Runtime cannot load the model pinned to ``x:4`` unless ``c`` is frozen."""
+    then_b = helper.make_graph([helper.make_node("Neg", ["x"], ["t"])], "then", [],
+                               [helper.make_tensor_value_info("t", TensorProto.FLOAT, ["m"])])
+    else_b = helper.make_graph([helper.make_node("Reshape", ["x", "shape"], ["e0"]),
+                                helper.make_node("ReduceSum", ["e0"], ["e"], keepdims=0)], "else", [],
+                               [helper.make_tensor_value_info("e", TensorProto.FLOAT, ["m"])])
+    graph = helper.make_graph(
+        [helper.make_node("If", ["c"], ["y"], then_branch=then_b, else_branch=else_b, name="rate_if")], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n"]), helper.make_tensor_value_info("c", TensorProto.BOOL, [])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["m"])], [_init("shape", np.array([-1, 3], np.int64))])
+    return _save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), path)

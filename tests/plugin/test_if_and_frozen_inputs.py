@@ -14,6 +14,8 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+import modelzoo
+
 pytestmark = pytest.mark.plugin
 
 
@@ -38,21 +40,6 @@ def _wake_word(path):
              _init("v2", rng.normal(0, 0.3, (32, 1)).astype(np.float32))]
     graph = helper.make_graph(nodes, "wake", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 16])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1])], inits)
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(path))
-    return path
-
-
-def _config_if(path):
-    """If on a bool input c: then y = -x, else x reshaped to [-1, 3] and summed (invalid for length 4)."""
-    then_b = helper.make_graph([helper.make_node("Neg", ["x"], ["t"])], "then", [],
-                               [helper.make_tensor_value_info("t", TensorProto.FLOAT, ["m"])])
-    else_b = helper.make_graph([helper.make_node("Reshape", ["x", "shape"], ["e0"]),
-                                helper.make_node("ReduceSum", ["e0"], ["e"], keepdims=0)], "else", [],
-                               [helper.make_tensor_value_info("e", TensorProto.FLOAT, ["m"])])
-    graph = helper.make_graph(
-        [helper.make_node("If", ["c"], ["y"], then_branch=then_b, else_branch=else_b, name="rate_if")], "g",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n"]), helper.make_tensor_value_info("c", TensorProto.BOOL, [])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["m"])], [_init("shape", np.array([-1, 3], np.int64))])
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(path))
     return path
 
@@ -108,7 +95,7 @@ def test_run_time_if_runs_both_branches_and_selects(cli, tmp_path, target, preci
 
 def test_if_on_a_configuration_input_is_refused_with_the_input_to_freeze(cli, tmp_path):
     pytest.importorskip("ai_edge_litert")
-    model = _config_if(tmp_path / "cfg.onnx")
+    model = modelzoo.config_if_model(tmp_path / "cfg.onnx")
     for target, plugins in (("host", "profiles,onnxruntime"), ("rpi4", "profiles,tflite")):
         out = tmp_path / f"no-{target}"
         r = cli("build", model, "--target", target, "-p", "fp32", "--input-shape", "x:4", "-o", out,
@@ -123,7 +110,7 @@ def test_if_on_a_configuration_input_is_refused_with_the_input_to_freeze(cli, tm
 def test_freeze_input_builds_and_the_runner_accepts_only_the_frozen_value(cli, tmp_path, target, plugins):
     if target == "rpi4":
         pytest.importorskip("ai_edge_litert")
-    model, out = _config_if(tmp_path / "cfg.onnx"), tmp_path / "b"
+    model, out = modelzoo.config_if_model(tmp_path / "cfg.onnx"), tmp_path / "b"
     r = cli("build", model, "--target", target, "-p", "fp32", "--input-shape", "x:4", "--freeze-input", "c=true", "-o", out,
             env={"DEPLOYKIT_PLUGINS": plugins})
     assert r.returncode == 0, r.stderr[-3000:]
@@ -150,7 +137,7 @@ def test_freeze_input_builds_and_the_runner_accepts_only_the_frozen_value(cli, t
     (["--freeze-input", "c=1,0"], "2 value(s) do not fill input 'c'"),
 ])
 def test_bad_freeze_input_is_one_line(cli, tmp_path, args, message):
-    model, out = _config_if(tmp_path / "cfg.onnx"), tmp_path / "b"
+    model, out = modelzoo.config_if_model(tmp_path / "cfg.onnx"), tmp_path / "b"
     r = cli("build", model, "--target", "host", "--input-shape", "x:4", *args, "-o", out)
     assert r.returncode == 2 and not out.exists(), r.stderr
     errors = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
