@@ -1,8 +1,11 @@
 """Which ONNX ops TensorRT's ONNX parser (onnx-tensorrt) takes, per TensorRT version.
 
 One greppable table. Source: onnx/onnx-tensorrt ``docs/operators.md`` (8.2-GA … 10.0-GA) as
-summarized in ``shared/facts/tensorrt.md`` §7. ``since`` is the first TensorRT (major, minor)
-whose parser imports the op; ops absent here are rejected with a reason.
+summarized in ``shared/facts/tensorrt.md`` §7, corrected where the parser's source disagrees with
+its docs: ``builtin_op_importers.cpp`` on the release/8.2-GA branch registers a ``Reciprocal``
+importer (a ``kRECIP`` unary layer; the 8.0 and 8.2 docs tables say "N"), and ``Xor`` first appears
+on release/8.4-GA. ``since`` is the first TensorRT (major, minor) whose parser imports the op; ops
+absent here are rejected with a reason.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import onnx_ir as ir
 
 from deploykit.backend import OpRule
 
-# supported by the TensorRT 8.2 parser (operators.md 8.2/8.4 "Y" rows; Xor per facts: 8.5+)
+# supported by the TensorRT 8.2 parser (operators.md 8.2/8.4 "Y" rows, plus Reciprocal: see above)
 _BASE_OPS = """
 Abs Acos Acosh Add And ArgMax ArgMin Asin Asinh Atan Atanh AveragePool BatchNormalization Cast Ceil
 Celu Clip Concat Constant ConstantOfShape Conv ConvTranspose Cos Cosh CumSum DepthToSpace
@@ -22,7 +25,7 @@ GatherElements GatherND Gemm GlobalAveragePool GlobalLpPool GlobalMaxPool Greate
 HardSigmoid Identity If ImageScaler InstanceNormalization IsNaN LeakyRelu Less LessOrEqual Log
 LogSoftmax Loop LRN LSTM LpNormalization LpPool MatMul Max MaxPool Mean Min Mul Neg
 NonMaxSuppression Not Or Pad ParametricSoftplus Pow PRelu QuantizeLinear RandomUniform
-RandomUniformLike Range ReduceL1 ReduceL2 ReduceLogSum ReduceLogSumExp ReduceMax ReduceMean ReduceMin
+RandomUniformLike Range Reciprocal ReduceL1 ReduceL2 ReduceLogSum ReduceLogSumExp ReduceMax ReduceMean ReduceMin
 ReduceProd ReduceSum ReduceSumSquare Relu Reshape Resize ReverseSequence RNN Round ScaledTanh Scan
 Scatter ScatterElements ScatterND Selu Shape Sigmoid Sign Sin Sinh Size Slice Softmax Softplus
 Softsign SpaceToDepth Split Sqrt Squeeze Sub Sum Tan Tanh ThresholdedRelu Tile TopK Transpose
@@ -32,7 +35,7 @@ Unsqueeze Upsample Where
 # op -> first TensorRT (major, minor) whose parser takes it (facts §7)
 _LATER_OPS: dict[str, tuple[int, int]] = {
     "NonZero": (8, 5), "OneHot": (8, 5), "Mod": (8, 5), "RoiAlign": (8, 5), "Trilu": (8, 5),
-    "Reciprocal": (8, 5), "Xor": (8, 5), "GridSample": (8, 5),
+    "Xor": (8, 4), "GridSample": (8, 5),
     "LayerNormalization": (8, 6), "IsInf": (8, 6),
 }
 

@@ -259,7 +259,10 @@ class Int8Rewriter:
             return True
         out = float(self.qp(op.outputs[0]).scale[0])
         scales = [float(self.qp(t).scale[0]) for t in acts]
-        scales += [float(np.max(np.abs(t.data))) / 127.0 or 1.0 for t in op.inputs if t is not None and t.is_const]
+        # a constant is quantized with at least _const_min_scale (an epsilon far below the output's
+        # resolution takes the floor), so its ratio is judged at the scale it will really get
+        scales += [max(float(np.max(np.abs(t.data))) / 127.0, self._const_min_scale(op, t)) or 1.0
+                   for t in op.inputs if t is not None and t.is_const]
         if not scales or out <= 0:
             return True
         ratios = [np.prod(scales) / out] if op.code == "MUL" else [sc / out for sc in scales]

@@ -61,3 +61,19 @@ def test_spelled_out_transformer_block_builds_full_int8(cli, tmp_path):
     assert 0.0 <= tpu["tpu_mac_share"] <= 1.0 and "Edge TPU prediction" in proc.stdout + proc.stderr
     assert any(p["device"] == "tpu" and p["op"] == "RSQRT" for p in tpu["per_operator"]), tpu["per_operator"]
     assert rep["verification"]["status"] == "passed", rep["verification"]
+
+
+def test_an_epsilon_far_below_the_output_resolution_stays_integer(cli, tmp_path):
+    """``var + 1e-5`` with a variance in the hundreds (openWakeWord's LayerNorm on real features): the
+    epsilon's own int8 scale would be ~2e-8 of the output's, an unrepresentable rescale; it takes the
+    floor scale instead of leaving a float ADD that the Edge TPU compiler rejects."""
+    nodes = [helper.make_node("Mul", ["x", "x"], ["v"]), helper.make_node("Add", ["v", "eps"], ["s"]),
+             helper.make_node("Mul", ["s", "half"], ["y"])]
+    src = model(tmp_path / "eps.onnx", nodes, {"x": [1, 16]}, {"y": [1, 16]},
+                {"eps": np.float32(1e-5), "half": np.float32(0.5)}, opset=13)
+    out = tmp_path / "b"
+    calib = calibration(src, tmp_path / "calib.npy", n=32, low=-30.0, high=30.0)
+    proc = cli("build", src, "--target", "coral-usb", "--calibration", calib, "-o", out, env=ENV)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "ADD" in assert_all_integer(out / "model.tflite")
+    assert report(out)["verification"]["status"] == "passed"

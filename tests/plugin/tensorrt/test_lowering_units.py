@@ -169,6 +169,10 @@ def test_op_table_per_tensorrt_version():
     assert "LayerNormalization" in t103 and t82["LayerNormalization"].check(ir.Node("", "LayerNormalization", []))
     assert "QDQ" in t103["QLinearConv"].check(ir.Node("", "QLinearConv", []))
     assert "HardSwish" not in t82  # decomposed by prepare() before analysis
+    # the 8.2 parser's source registers Reciprocal (its docs table says "N": magika's Rsqrt spelling was refused)
+    assert t82["Reciprocal"].check is None or t82["Reciprocal"].check(ir.Node("", "Reciprocal", [])) is None
+    t84 = optable.op_table("8.4.1")
+    assert t82["Xor"].check(ir.Node("", "Xor", [])) and (t84["Xor"].check is None or not t84["Xor"].check(ir.Node("", "Xor", [])))
 
 
 @pytest.mark.parametrize("version,workspace,build_only", [
