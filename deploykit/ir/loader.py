@@ -443,12 +443,22 @@ def load_model(
 
 def nonfinite_weights(model: ir.Model) -> list[str]:
     """``"name (N NaN, M Inf)"`` for every float initializer or Constant holding NaN/Inf: outputs
-    depending on them are not finite whatever the input (the build warns in every precision)."""
+    depending on them are not finite whatever the input (the build warns in every precision).
+    Infinite Clip bounds and Max/Min operands (``Clip(x, 1e-10, +inf)``, JAX's ``Max(-inf, x)``)
+    are no-ops, not broken weights, and are not listed."""
     import numpy as np
 
-    tensors = [(v.name or "", v.const_value) for v in model.graph.initializers.values()]
+    def bound_only(value) -> bool:
+        """±inf as a Clip bound or a Max/Min operand means "no bound": the output stays finite."""
+        uses = value.uses()
+        return bool(uses) and all(u.node.domain in ("", "ai.onnx") and
+                                  (u.node.op_type == "Clip" and u.idx in (1, 2) or u.node.op_type in ("Max", "Min"))
+                                  for u in uses)
+
+    tensors = [(v.name or "", v.const_value) for v in model.graph.initializers.values() if not bound_only(v)]
     for node in ir.traversal.RecursiveGraphIterator(model.graph):
-        if node.op_type == "Constant" and node.domain in ("", "ai.onnx") and "value" in node.attributes:
+        if node.op_type == "Constant" and node.domain in ("", "ai.onnx") and "value" in node.attributes \
+                and not bound_only(node.outputs[0]):
             tensors.append((node.outputs[0].name or node.name or "", node.attributes["value"].value))
     found = []
     for name, tensor in tensors:

@@ -228,6 +228,27 @@ MYRIAD_REWRITES: dict[str, Callable] = {
 }
 
 
+FLOAT_MAX = float(np.finfo(np.float32).max)
+
+
+def _finite_clamp(node) -> Any:
+    """Clamp with an infinite bound (ONNX ``Clip(x, 1e-10, +inf)`` of a log-mel front-end): the IR
+    stores the bound as text and OpenVINO 2022.3 reads ``inf`` back as 0 ("Attribute 'min' must be
+    less or equal than 'max'. Got: 1e-10 and 0"). The largest float32 clamps nothing a finite
+    input can reach."""
+    ov = _ops()
+    attrs = node.get_attributes()
+    lo, hi = (float(np.clip(float(attrs[k]), -FLOAT_MAX, FLOAT_MAX)) for k in ("min", "max"))
+    return ov.opset1.clamp(node.input_value(0), lo, hi).output(0)
+
+
+def _infinite_clamp(node) -> bool:
+    if node.get_type_name() != "Clamp":
+        return False
+    attrs = node.get_attributes()
+    return any(math.isinf(float(attrs[k])) for k in ("min", "max"))
+
+
 def opset_number(node) -> int:
     version = node.get_type_info().version_id  # "opset11", "extension", ...
     m = re.fullmatch(r"opset(\d+)", version or "")
@@ -260,6 +281,8 @@ def downgrade(model, max_opset: int = 10, myriad: bool = False) -> dict[str, int
             rewrite = MYRIAD_REWRITES.get(key)
         if rewrite is None and version > max_opset:
             rewrite = DOWNGRADES.get((name, version))
+        if rewrite is None and _infinite_clamp(node):
+            rewrite = _finite_clamp
         if rewrite is None:
             continue
         _replace(node, rewrite(node))

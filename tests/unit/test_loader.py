@@ -483,6 +483,22 @@ def test_nonfinite_weights_found(tmp_path):
     assert nonfinite_weights(load_model(_save(_matmul_model(), tmp_path / "ok.onnx"))) == []
 
 
+def test_infinite_clip_bounds_and_max_operands_are_not_broken_weights(tmp_path):
+    """``Clip(x, 1e-10, +inf)`` (openWakeWord's mel front-end) and ``Max(-inf, x)`` (JAX) mean "no
+    bound"; the warning "outputs are not finite, verification will fail" was a false alarm on them."""
+    from deploykit.ir.loader import nonfinite_weights
+
+    graph = helper.make_graph(
+        [helper.make_node("Clip", ["x", "lo", "hi"], ["c"]), helper.make_node("Max", ["c", "neg"], ["m"]),
+         helper.make_node("Add", ["m", "bad"], ["y"])], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
+        [numpy_helper.from_array(np.float32(1e-10), "lo"), numpy_helper.from_array(np.float32(np.inf), "hi"),
+         numpy_helper.from_array(np.float32(-np.inf), "neg"), numpy_helper.from_array(np.full(4, np.inf, np.float32), "bad")])
+    model = load_model(_save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), tmp_path / "m.onnx"))
+    assert nonfinite_weights(model) == ["'bad' (0 NaN, 4 Inf)"]
+
+
 @pytest.mark.parametrize("specs, words", [
     (["x:1,99999999999999999999"], "larger than"),
     (["x:1,2", "x:1,3"], "twice"),

@@ -29,3 +29,18 @@ def test_pad12_to_pad1(tmp_path, pads, mode):
     ref = ort.InferenceSession(str(src), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
     assert got.shape == ref.shape
     np.testing.assert_allclose(got, ref, atol=1e-5)
+
+
+def test_infinite_clamp_bound_becomes_the_largest_float(tmp_path):
+    """OpenVINO 2022.3 reads an IR Clamp bound of ``inf`` back as 0 (openWakeWord's mel front-end on
+    ncs2: "Attribute 'min' must be less or equal than 'max'. Got: 1e-10 and 0")."""
+    from deploykit_openvino.downgrade import FLOAT_MAX, downgrade
+
+    x = ov.opset1.parameter([1, 4], np.float32, name="x")
+    model = ov.Model([ov.opset1.clamp(x, 1e-10, float("inf"))], [x], "clip")
+    assert downgrade(model, 10, myriad=True) == {"Clamp-1": 1}
+    clamp = next(n for n in model.get_ordered_ops() if n.get_type_name() == "Clamp")
+    assert clamp.get_attributes()["max"] == pytest.approx(FLOAT_MAX) and clamp.get_attributes()["min"] == pytest.approx(1e-10)
+    xs = np.array([[-1.0, 0.0, 2.0, 1e30]], np.float32)
+    got = ov.Core().compile_model(model, "CPU")({0: xs})[0]
+    np.testing.assert_allclose(got, np.maximum(xs, 1e-10))
