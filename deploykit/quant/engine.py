@@ -29,7 +29,7 @@ from deploykit.quant.metrics import PartComparison, RunningComparison
 from deploykit.quant.parts import ConcatTail, find_concat_tails
 from deploykit.quant.observers import TensorObserver
 from deploykit.quant.params import QuantParams
-from deploykit.quant.plan import QuantPlan, _node_key, build_plan, observed_tensors, quantizable_inputs
+from deploykit.quant.plan import HUGE_VALUE, QuantPlan, _node_key, build_plan, observed_tensors, quantizable_inputs
 from deploykit.quant.patterns import spelled_out_hardswish
 from deploykit.quant.qdq import build_qdq_model, int8_outputs, with_score_outputs
 from deploykit.quant.roles import WEIGHT_OPS
@@ -174,9 +174,6 @@ def evaluate_subsets(model: onnx.ModelProto, feeds, refs, parts: dict[str, Any] 
     return results
 
 
-# Beyond this magnitude an int8 scale (range / 255) and the products of scales runtimes compute
-# (input scale x weight scale, their ratio to the output scale) leave float32: LiteRT aborts.
-HUGE_VALUE = 1e30
 
 
 def _refuse_unrepresentable(observers: Mapping[str, Any], outputs, proto, full_integer: bool) -> None:

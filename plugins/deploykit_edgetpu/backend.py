@@ -54,6 +54,14 @@ NO_INT8_HINTS = {
 }
 
 
+# The TFLite lowering unrolls recurrent ops into gate arithmetic whose intermediate tensors have no
+# calibrated range (no ONNX value): they stay float, which the Edge TPU compiler rejects. Refused in
+# the support analysis, before calibration (ddddocr's OCR LSTM failed after it: 642 float operators).
+RECURRENT_OPS = frozenset({"LSTM", "GRU", "RNN"})
+RECURRENT_REASON = ("recurrent layers are unrolled into float gate arithmetic (no calibrated ranges inside), and "
+                    "the Edge TPU needs every op int8: build for rpi4 instead (int8 with the recurrent layers in float)")
+
+
 def _constants_to_initializers(model: ir.Model) -> None:
     """Constant nodes (from the rewrite rules) become initializers, as in a canonical model."""
     graph = model.graph
@@ -158,7 +166,9 @@ class EdgeTpuBackend(TFLiteBackend):
         from deploykit_edgetpu.int8 import INT8_OPS
         from deploykit_edgetpu.support import headline, node_macs_by_name, summary
 
-        base = super().analyze(model)
+        base = [NodeSupport(s.node, s.op_type, Support.UNSUPPORTED, RECURRENT_REASON, "cpu")
+                if s.op_type in RECURRENT_OPS and s.status is not Support.UNSUPPORTED else s
+                for s in super().analyze(model)]
         if any(s.status is Support.UNSUPPORTED for s in base):
             return base
         try:

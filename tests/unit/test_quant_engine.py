@@ -454,3 +454,32 @@ def test_nonfinite_mask_constant_stays_float_where_the_target_allows_it(tmp_path
     assert np.isfinite(r.metrics["probs"]["cosine"]) and r.metrics["probs"]["cosine"] > 0.99
     with pytest.raises(CalibrationError, match=r"constant of tensor 'mask' is not finite"):
         quantize_model(model, samples, QuantScheme(mixed_precision=False), QuantConfig(method="minmax"))
+
+
+def test_attention_bias_of_float32_min_stays_float_where_the_target_allows_it(tmp_path):
+    """``scores + (1 - mask) * float32.min`` (MiniLM): the bias gets no int8 scale (it would be ~1e36,
+    the QDQ model's FakeQuantize ranges reached 3.4e38); the nodes reading it run in float."""
+    from onnx import numpy_helper as nh
+
+    rng = np.random.default_rng(4)
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["scores"], name="mm"),
+             helper.make_node("Sub", ["one", "mask"], ["inv"], name="inv"),
+             helper.make_node("Mul", ["inv", "fmin"], ["bias"], name="bias"),
+             helper.make_node("Add", ["scores", "bias"], ["masked"], name="mask_add"),
+             helper.make_node("Softmax", ["masked"], ["probs"], name="sm", axis=-1)]
+    g = helper.make_graph(nodes, "att", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 6, 8]),
+                                         helper.make_tensor_value_info("mask", TensorProto.FLOAT, [1, 1, 6])],
+                          [helper.make_tensor_value_info("probs", TensorProto.FLOAT, [1, 6, 6])],
+                          [nh.from_array(rng.standard_normal((8, 6)).astype(np.float32), "w"),
+                           nh.from_array(np.float32(1.0), "one"), nh.from_array(np.finfo(np.float32).min, "fmin")])
+    path = tmp_path / "m.onnx"
+    onnx.save(onnx.shape_inference.infer_shapes(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])), str(path))
+    model = _prepared(path)
+    x = rng.standard_normal((16, 6, 8)).astype(np.float32)
+    mask = (rng.random((16, 1, 6)) > 0.3).astype(np.float32)
+    r = quantize_model(model, SampleSet({"x": x, "mask": mask}, graph_inputs(model)), SCHEME, QuantConfig(method="minmax"))
+    assert {"bias", "mask_add"} <= r.fallback
+    inits = {t.name: numpy_helper.to_array(t) for t in r.qdq_model.graph.initializer}
+    scales = [inits[n.input[1]] for n in r.qdq_model.graph.node if n.op_type == "QuantizeLinear"]
+    assert scales and max(float(np.max(np.abs(s))) for s in scales) < 1e30  # no FakeQuantize over 3.4e38
+    assert r.metrics["probs"]["cosine"] > 0.99

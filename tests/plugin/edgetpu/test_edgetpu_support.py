@@ -293,3 +293,20 @@ def test_build_with_compiler_on_path(tmp_path, monkeypatch):
     # no TPU on this host: the runner falls back to the CPU model and says so
     assert res.report["verification"]["status"] == "passed"
     assert "CPU fallback" in res.report["verification"]["runtime"]
+
+
+def test_recurrent_layers_are_refused_before_calibration(cli, tmp_path):
+    """An LSTM lowers to unrolled float gate arithmetic with no calibrated ranges inside: the Edge TPU
+    build used to fail after calibration with hundreds of float operators (ddddocr's OCR model)."""
+    rng = np.random.default_rng(0)
+    src = model(tmp_path / "lstm.onnx", [helper.make_node("LSTM", ["x", "W", "R"], ["y"], hidden_size=4, name="rnn")],
+                {"x": [1, 1, 3]}, {"y": [1, 1, 1, 4]},
+                {"W": rng.normal(0, 0.3, (1, 16, 3)).astype(np.float32), "R": rng.normal(0, 0.3, (1, 16, 4)).astype(np.float32)},
+                opset=13)
+    np.save(tmp_path / "c.npy", rng.normal(0, 1, (16, 1, 3)).astype(np.float32))
+    r = cli("build", src, "--target", "coral-usb", "--calibration", tmp_path / "c.npy", "-o", tmp_path / "b",
+            env={"DEPLOYKIT_PLUGINS": "profiles,tflite,edgetpu"})
+    errors = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
+    assert r.returncode != 0 and len(errors) == 1 and "LSTM (node 'rnn': recurrent layers" in errors[0], r.stderr
+    assert "calibrat" not in r.stderr.replace(errors[0], "")  # refused before any calibration work
+    assert not (tmp_path / "b").exists()
