@@ -13,8 +13,9 @@ never the end of the run) and is classified:
 
 For every built bundle a child process runs the bundle's generated runner on held-out inputs (a
 seed the calibration never saw) and the fp32 source model in ONNX Runtime on the same inputs:
-cosine (worst output), arg-max agreement of the first output, and the fraction of non-finite
-values. A bundle whose verification *passed* while its outputs are non-finite is a defect
+cosine (worst output and sample; an output of fewer than 8 values, such as one wake-word or
+voice score, over all samples stacked, since one value's cosine is only its sign), the largest
+absolute error, arg-max agreement of the first output, and the fraction of non-finite values. A bundle whose verification *passed* while its outputs are non-finite is a defect
 ("nonfinite-passed"). Accelerator shares come from the bundle report (Edge TPU: predicted TPU MAC
 share; TFLite: XNNPACK partitions and undelegated ops). For rpi4 the int8 and fp32 bundles of the
 same model are timed in one child process, alternating, on this machine's LiteRT (XNNPACK) with
@@ -151,6 +152,8 @@ def _child_eval(args) -> int:
     names = [o.name for o in sess.get_outputs()]
     runner = load_runner_module(args.eval).Runner(args.eval)
     cos, agree, nonfinite, total = [], [], 0, 0
+    small: dict[str, list] = {}  # outputs of < 8 values (one score): cosine over the stacked samples
+    max_err: dict[str, float] = {}
     for i in range(args.held):
         feed = {}
         for inp in sess.get_inputs():
@@ -170,16 +173,24 @@ def _child_eval(args) -> int:
                 continue
             ok = np.isfinite(g)
             gg, rr = np.where(ok, g, 0), r
+            max_err[name] = max(max_err.get(name, 0.0), float(np.max(np.abs(gg - rr), initial=0.0)))
+            if g.size < 8:  # per sample, the cosine of one score is only its sign
+                small.setdefault(name, []).append((gg, rr))
+                continue
             den = np.linalg.norm(gg) * np.linalg.norm(rr)
             c = float(gg @ rr / den) if den > 0 else float(np.allclose(gg, rr))
             cos.append((name, c))
             if j == 0 and np.asarray(ref[name]).shape[-1] > 1:
                 agree.append(float(np.argmax(np.asarray(got[name]), -1).ravel().tolist() == np.argmax(np.asarray(ref[name]), -1).ravel().tolist()))
+    for name, pairs in small.items():
+        gg, rr = np.concatenate([p[0] for p in pairs]), np.concatenate([p[1] for p in pairs])
+        den = np.linalg.norm(gg) * np.linalg.norm(rr)
+        cos.append((name, float(gg @ rr / den) if den > 0 else float(np.allclose(gg, rr, atol=1e-3))))
     worst = {}
     for name, c in cos:
         worst[name] = min(worst.get(name, 1.0), c)
     print(json.dumps({"cosine_min": min(worst.values()) if worst else None, "cosine": worst,
-                      "argmax_agreement": sum(agree) / len(agree) if agree else None,
+                      "argmax_agreement": sum(agree) / len(agree) if agree else None, "max_abs_error": max_err,
                       "nonfinite_fraction": nonfinite / total if total else 0.0}))
     return 0
 
