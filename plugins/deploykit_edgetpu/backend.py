@@ -343,9 +343,12 @@ def joined_output_specs(source_outputs, artifact_outputs, joins) -> list:
 def _tpu_lowering(model, overrides=None):
     """The TFLite lowering with the Edge TPU's choices: nearest upsampling stays
     RESIZE_NEAREST_NEIGHBOR (an Edge TPU op), not CONCATENATION + DEPTH_TO_SPACE (no Edge TPU op:
-    the TPU segment of a detector's FPN stopped there, 39-52 % of MACs on the TPU)."""
+    the TPU segment of a detector's FPN stopped there, 39-52 % of MACs on the TPU); a matrix product
+    with several rows is a 1x1 CONV_2D (FULLY_CONNECTED maps only with one output row: a ViT's
+    token-wise linear layers ended the TPU segment at the first attention projection)."""
     from deploykit_tflite.lowering import Lowering
 
     lowering = Lowering(model, overrides)
     lowering.nearest_as_depth_to_space = False
+    lowering.rows_as_conv = True  # FULLY_CONNECTED maps only with one output row (facts §2)
     return lowering

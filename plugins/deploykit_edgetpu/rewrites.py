@@ -36,6 +36,9 @@ reason it helps (facts/edgetpu.md):
   one ONNX node, whose intermediate tensors the calibration never sees (no int8 params) -> the same
   chain as ONNX ops (ReduceMean, Sub, Mul, ReduceMean, Add, Pow -0.5, Mul, Mul, Add), calibrated one by
   one. Exact in fp32.
+* ``concat_constant``: ``Concat(c, x)`` with a constant ``c`` (a ViT's class token) -> ``Pad(x) + c'``
+  where ``c'`` is ``c`` in its slot and zeros elsewhere: CONCATENATION takes a constant only as an
+  all-zero second input (§2). Exact.
 * ``channel_shuffle``: Reshape to 5-D -> Transpose -> Reshape back (ShuffleNet) has tensors of rank 5
   with 4 dims > 1, which the Edge TPU cannot map (§0.3) -> the same channel permutation on rank-4
   tensors held channels-last: RESHAPE [1, H*W, g, C/g] -> TRANSPOSE -> RESHAPE (runtime >= 14, where
@@ -83,6 +86,46 @@ class ScalarPReluToMax(pattern.RewriteRuleClassBase):
         a = float(const_array(slope).reshape(-1)[0])
         scaled = op.Mul(x, op.Constant(value=ir.tensor(np.array(a, np.float32))))
         return _like(x, scaled, op.Max(x, scaled))
+
+
+class ConcatConstantToPadAdd(pattern.RewriteRuleClassBase):
+    """``Concat(c, x)`` / ``Concat(x, c)`` with a constant ``c`` that is not zero padding (a ViT's
+    class token before its patch tokens): the Edge TPU maps CONCATENATION with a constant only as
+    an all-zero second input (§2), so the whole transformer after it ran on the CPU (TPU share 1 %).
+    ``Pad(x)`` with zeros where ``c`` goes, plus a constant that holds ``c`` there and zeros
+    elsewhere: PAD and ADD are TPU ops. Exact."""
+
+    def pattern(self, op, a, b):
+        return op.Concat(a, b, _allow_other_attributes=True, _outputs=["y"])
+
+    @staticmethod
+    def _parts(a, b, y):
+        ca, cb = const_array(a), const_array(b)
+        if (ca is None) == (cb is None) or y.shape is None or not y.shape.is_static():
+            return None
+        const, x, first = (ca, b, True) if ca is not None else (cb, a, False)
+        if x.shape is None or not x.shape.is_static() or const.dtype.kind != "f":
+            return None
+        if not first and not np.any(const):
+            return None  # zero padding after x: the TPU maps that CONCATENATION as it is
+        axis = int(attr(y.producer(), "axis", 0)) % len(y.shape)
+        return const, x, first, axis
+
+    def check(self, context, a, b, y, **_):
+        return self._parts(a, b, y) is not None
+
+    def rewrite(self, op, a, b, y, **_):
+        const, x, first, axis = self._parts(a, b, y)
+        shape = [int(d) for d in y.shape]
+        n = const.shape[axis]
+        pads = np.zeros(2 * len(shape), np.int64)
+        pads[axis if first else len(shape) + axis] = n
+        full = np.zeros(shape, np.float32)
+        slot = [slice(None)] * len(shape)
+        slot[axis] = slice(0, n) if first else slice(shape[axis] - n, shape[axis])
+        full[tuple(slot)] = np.broadcast_to(const, full[tuple(slot)].shape)
+        padded = _typed(x, op.Pad(x, _const(op, pads)), shape)
+        return _typed(x, op.Add(padded, _const(op, full)), shape)
 
 
 HALF_PIXEL = ("half_pixel", "pytorch_half_pixel")
@@ -429,6 +472,8 @@ RULES: list[Rule] = [
          "max pooling pads with -inf (PADV2, a CPU op); on an input >= 0 zero padding (PAD, a TPU op) is exact"),
     Rule("grouped_conv_split", GroupedConvSplit,
          "grouped CONV_2D (v6) is rejected by compiler 16.0: Split + one Conv per group + Concat"),
+    Rule("concat_constant", ConcatConstantToPadAdd,
+         "CONCATENATION takes a constant only as zero padding: PAD + ADD of the constant (a ViT's class token)"),
     Rule("resize_nearest_half_pixel", ResizeNearestHalfPixel,
          "integer nearest upsampling: half_pixel == asymmetric/floor; avoids RESIZE_NEAREST_NEIGHBOR v3"),
 ]

@@ -82,6 +82,9 @@ class Lowering:
     # RESIZE_NEAREST_NEIGHBOR); a target whose accelerator maps RESIZE_NEAREST_NEIGHBOR but not
     # DEPTH_TO_SPACE (Edge TPU) turns it off
     nearest_as_depth_to_space = True
+    # a matrix product with several rows as RESHAPE [1, rows, 1, K] -> 1x1 CONV_2D -> RESHAPE (the Edge
+    # TPU maps FULLY_CONNECTED only with one output row; a transformer's linear layers have one per token)
+    rows_as_conv = False
 
     def __init__(self, model: ir.Model, overrides: dict[str, np.ndarray] | None = None):
         self.model = model

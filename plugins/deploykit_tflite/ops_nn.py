@@ -194,6 +194,15 @@ def check_conv_transpose(node: ir.Node) -> str | None:
 
 
 def _fc(ctx: Lowering, a, Wt: np.ndarray, bias: np.ndarray, out):
+    rows, (m, k) = int(np.prod(out.shape[:-1])), Wt.shape
+    if ctx.rows_as_conv and rows > 1 and int(np.prod(a.shape)) == rows * k:
+        # the same product as a 1x1 convolution over a [1, rows, 1, K] image (Edge TPU: see Lowering)
+        y4 = ctx.temp([1, rows, 1, m], like=out)
+        ctx.emit("CONV_2D", [ctx.reshape(a, [1, rows, 1, k]), ctx.f32(Wt.reshape(m, 1, 1, k)), ctx.f32(bias)], [y4],
+                 ctx.opts("Conv2DOptions", padding=VALID, strideH=1, strideW=1, dilationHFactor=1, dilationWFactor=1,
+                          fusedActivationFunction=0), weight_axis=0)
+        ctx.reshape(y4, out.shape, out=out)
+        return
     ctx.emit("FULLY_CONNECTED", [a, ctx.f32(Wt), ctx.f32(bias)], [out],
              ctx.opts("FullyConnectedOptions", fusedActivationFunction=0, keepNumDims=False), weight_axis=0)
 

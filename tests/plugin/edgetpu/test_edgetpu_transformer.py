@@ -77,3 +77,27 @@ def test_an_epsilon_far_below_the_output_resolution_stays_integer(cli, tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "ADD" in assert_all_integer(out / "model.tflite")
     assert report(out)["verification"]["status"] == "passed"
+
+
+def test_class_token_and_token_wise_linear_layers_stay_on_the_tpu(cli, tmp_path):
+    """A ViT's stem: Concat(class token, patch tokens) then a linear layer per token. CONCATENATION
+    takes a constant only as zero padding and FULLY_CONNECTED only one output row (facts §2): they
+    become PAD + ADD and a 1x1 CONV_2D over [1, tokens, 1, dim], and the TPU keeps every MAC."""
+    rng = np.random.default_rng(5)
+    d = 16
+    nodes = [helper.make_node("Concat", ["cls", "x"], ["t"], axis=1),
+             helper.make_node("MatMul", ["t", "w1"], ["h"]), helper.make_node("Add", ["h", "b1"], ["hb"]),
+             helper.make_node("Relu", ["hb"], ["r"]), helper.make_node("MatMul", ["r", "w2"], ["y"])]
+    inits = {"cls": rng.normal(0, 1, (1, 1, d)).astype(np.float32), "w1": rng.normal(0, 0.3, (d, 2 * d)).astype(np.float32),
+             "b1": rng.normal(0, 0.1, 2 * d).astype(np.float32), "w2": rng.normal(0, 0.3, (2 * d, d)).astype(np.float32)}
+    src = model(tmp_path / "stem.onnx", nodes, {"x": [1, 8, d]}, {"y": [1, 9, d]}, inits, opset=13)
+    out = tmp_path / "b"
+    calib = calibration(src, tmp_path / "calib.npy", n=32, low=-2.0, high=2.0)
+    proc = cli("build", src, "--target", "coral-usb", "--calibration", calib, "-o", out, env=ENV)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    ops = assert_all_integer(out / "model.tflite")
+    assert "FULLY_CONNECTED" not in ops and "CONCATENATION" not in ops and ops.count("CONV_2D") == 2, ops
+    br = report(out)["backend_report"]
+    assert br["rewrites"].get("concat_constant") == 1, br["rewrites"]
+    assert br["edgetpu"]["tpu_mac_share"] == 1.0 and br["edgetpu"]["first_cpu_op"] is None, br["edgetpu"]
+    assert report(out)["verification"]["status"] == "passed"
