@@ -18,7 +18,8 @@ from __future__ import annotations
 from typing import Any
 
 _NAMES = {"rel_max_abs_error": "max abs error / output range", "max_abs_error": "max abs error",
-          "cosine": "cosine", "sqnr_db": "SQNR (dB)", "top1_agreement": "top-1 agreement"}
+          "cosine": "cosine", "sqnr_db": "SQNR (dB)", "top1_agreement": "top-1 agreement",
+          "score_abs_error": "max abs error"}
 
 
 def _limit(key: str, value: Any) -> str:
@@ -32,6 +33,9 @@ def rule_text(verification: dict[str, Any]) -> str:
     text = " and ".join(_limit(k, v) for k, v in tol.items()) or "no tolerance"
     if alt:
         text += " (or " + " and ".join(_limit(k, v) for k, v in alt.items()) + ")"
+    score = verification.get("score_or") or {}
+    if score:
+        text += "; a score in [0, 1] also passes with " + " and ".join(_limit(k, v) for k, v in score.items())
     return text
 
 

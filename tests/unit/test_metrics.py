@@ -339,3 +339,24 @@ def test_top1_decisions_count_samples_or_positions():
     samples = [{"p": ref[:, i]} for i in range(4)]  # 4 samples of [1, 5]
     assert compare_outputs(samples, samples)["p"]["top1_decisions"] == 4
     assert compare_outputs([{"p": ref}], [{"p": ref}])["p"]["top1_decisions"] == 4
+
+
+def test_a_score_in_unit_range_is_judged_on_the_probability_scale():
+    """A wake-word score of ~5e-6 (openWakeWord on speech without the word): an exact fp32 bundle
+    failed on error / observed range (0.006 > 1e-4) and int8's exact zero had cosine 0. Both are
+    judged by their absolute error on the [0, 1] scale instead; a score squashed from 0.3 to 0 fails."""
+    from deploykit.verification import judge
+
+    refs = [{"p": np.array([[v]], np.float32)} for v in (3.3e-6, 7.3e-6, 7.5e-6, 8.0e-6)]
+    fp32 = [{"p": r["p"] + np.float32(2.7e-8)} for r in refs]
+    zeros = [{"p": np.zeros((1, 1), np.float32)} for _ in refs]
+    m32, m8 = compare_outputs(refs, fp32), compare_outputs(refs, zeros)
+    assert m32["p"]["rel_max_abs_error"] > 1e-4 and m8["p"]["cosine"] == 0.0
+    assert judge(m32, "fp32") == (True, []) and judge(m8, "int8") == (True, [])
+    squashed = compare_outputs([{"p": np.array([[0.3]], np.float32)}] * 4, zeros)
+    ok, problems = judge(squashed, "int8")
+    assert not ok and any("score_abs_error 0.3 > 0.02" in p for p in problems)
+    # not a score: values beyond [0, 1], or a class axis (judged by cosine / top-1 as before)
+    assert "score_abs_error" not in compare_outputs([{"p": np.array([[2.0]], np.float32)}], [{"p": np.zeros((1, 1), np.float32)}])["p"]
+    probs = [{"p": np.full((1, 10), 0.1, np.float32)}] * 4
+    assert "score_abs_error" not in compare_outputs(probs, probs)["p"]
