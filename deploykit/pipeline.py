@@ -174,8 +174,9 @@ def build(request: BuildRequest, registry: Registry | None = None, reporter: Rep
         model = load_model(model_path, shapes, frozen=frozen)
         inputs, outputs = graph_inputs(model), graph_outputs(model)
         frozen_arrays = {n: model.graph.initializers[n].const_value.numpy() for n in frozen}
+        frozen_spec = runner_spec(frozen_arrays)
         if frozen_arrays:
-            options.extra["frozen_inputs"] = runner_spec(frozen_arrays)
+            options.extra["frozen_inputs"] = frozen_spec
             reporter.log("frozen: " + ", ".join(f"{n}={a.reshape(-1).tolist()}" for n, a in frozen_arrays.items()))
         source_sha = sha256_file(model_path)
         custom = backend.custom_ops(model)
@@ -252,7 +253,7 @@ def build(request: BuildRequest, registry: Registry | None = None, reporter: Rep
             write_npz(work / SAMPLES_INPUTS, {f"in_{i}": verify_set.subset(stored).arrays[s.name] for i, s in enumerate(inputs)})
             write_npz(work / SAMPLES_EXPECTED, {f"out_{i}": _stack([refs[j][o.name] for j in stored]) for i, o in enumerate(outputs)})
         with reporter.stage("render runner"):
-            context = _template_context(profile, backend, precision, artifact, frozen_arrays)
+            context = _template_context(profile, backend, precision, artifact, frozen_spec)
             (work / "runner.py").write_text(render(backend.runner_template, context, backend.template_package or ""), encoding="utf-8")
             reqs = artifact.requirements or backend.runner_requirements(precision)
             (work / "requirements.txt").write_text("".join(r + "\n" for r in reqs), encoding="utf-8")
@@ -511,7 +512,7 @@ def _with_frozen(feeds, frozen_arrays):
     return [{**f, **frozen_arrays} for f in feeds] if frozen_arrays else feeds
 
 
-def _template_context(profile, backend: Backend, precision: str, artifact, frozen_arrays=None) -> dict[str, Any]:
+def _template_context(profile, backend: Backend, precision: str, artifact, frozen_spec=None) -> dict[str, Any]:
     spec = {
         "target": profile.name,
         "backend": backend.name,
@@ -520,8 +521,8 @@ def _template_context(profile, backend: Backend, precision: str, artifact, froze
         "inputs": [s.to_json() for s in artifact.inputs],
         "outputs": [s.to_json() for s in artifact.outputs],
     }
-    if frozen_arrays:
-        spec["frozen_inputs"] = runner_spec(frozen_arrays)
+    if frozen_spec:
+        spec["frozen_inputs"] = frozen_spec
     if precision == "int8" and backend.quant_scheme is not None:
         spec["int8_weight_bits"] = backend.quant_scheme.weight_bits
     spec.update(artifact.runner_context)

@@ -14,6 +14,15 @@ import onnx_ir as ir
 from deploykit.passes._common import is_onnx, static_shape
 
 
+def as_scalar(value: ir.Value) -> list[ir.Node]:
+    """``Reshape(value, [])`` and its shape constant: the last node's output is ``value`` as a scalar."""
+    empty = ir.node("Constant", [], attributes={"value": ir.tensor(np.zeros((0,), np.int64))})
+    empty.outputs[0].shape, empty.outputs[0].type = ir.Shape([0]), ir.TensorType(ir.DataType.INT64)
+    scalar = ir.node("Reshape", [value, empty.outputs[0]])
+    scalar.outputs[0].shape, scalar.outputs[0].type = ir.Shape([]), value.type
+    return [empty, scalar]
+
+
 class IfConditionScalarPass(ir.passes.InPlacePass):
     """Reshape one-element If conditions of rank >= 2 to scalars."""
 
@@ -26,11 +35,8 @@ class IfConditionScalarPass(ir.passes.InPlacePass):
             shape = static_shape(cond)
             if shape is None or len(shape) < 2 or int(np.prod(shape)) != 1:
                 continue
-            empty = ir.node("Constant", [], attributes={"value": ir.tensor(np.zeros((0,), np.int64))})
-            empty.outputs[0].shape, empty.outputs[0].type = ir.Shape([0]), ir.TensorType(ir.DataType.INT64)
-            scalar = ir.node("Reshape", [cond, empty.outputs[0]])
-            scalar.outputs[0].shape, scalar.outputs[0].type = ir.Shape([]), cond.type
-            node.graph.insert_before(node, [empty, scalar])
-            node.replace_input_with(0, scalar.outputs[0])
+            nodes = as_scalar(cond)
+            node.graph.insert_before(node, nodes)
+            node.replace_input_with(0, nodes[-1].outputs[0])
             modified = True
         return ir.passes.PassResult(model, modified=modified)

@@ -26,6 +26,7 @@ import numpy as np
 import onnx_ir as ir
 
 from deploykit.passes._common import is_onnx, static_shape
+from deploykit.passes.if_condition_scalar import as_scalar
 
 # ops whose result differs between two evaluations, or that loop: a branch holding one is not converted
 _NOT_SPECULATABLE = ("Loop", "Scan", "RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike",
@@ -102,11 +103,8 @@ def _convert_one(graph: ir.Graph, node: ir.Node) -> None:
     else_outs = _inline(graph, node, node.attributes["else_branch"].value, "else")
     new_nodes: list[ir.Node] = []
     if static_shape(cond) != ():
-        empty = ir.node("Constant", [], attributes={"value": ir.tensor(np.zeros((0,), np.int64))})
-        scalar = ir.node("Reshape", [cond, empty.outputs[0]])
-        scalar.outputs[0].shape, scalar.outputs[0].type = ir.Shape([]), cond.type
-        new_nodes += [empty, scalar]
-        cond = scalar.outputs[0]
+        new_nodes += as_scalar(cond)
+        cond = new_nodes[-1].outputs[0]
     selects = []
     for old, a, b in zip(node.outputs, then_outs, else_outs):
         where = ir.node("Where", [cond, a, b], name=f"{node.name or 'If'}/select")
@@ -171,20 +169,11 @@ def runs_in_onnxruntime(model: ir.Model) -> str | None:
     import onnxruntime as ort
 
     from deploykit.ir.export import model_bytes
+    from deploykit.ir.info import graph_inputs
 
     try:
         session = ort.InferenceSession(model_bytes(model), providers=["CPUExecutionProvider"])
-        feeds = {}
-        for i in session.get_inputs():
-            dtype = np.dtype(ort_numpy_type(i.type))
-            feeds[i.name] = np.zeros([d if isinstance(d, int) else 1 for d in i.shape], dtype)
-        session.run(None, feeds)
+        session.run(None, {s.name: np.zeros([max(d, 1) for d in s.shape], s.dtype) for s in graph_inputs(model)})
     except Exception as e:  # noqa: BLE001 - any failure means the conversion is not valid
         return str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
     return None
-
-
-def ort_numpy_type(ort_type: str) -> str:
-    """numpy dtype name of an ONNX Runtime type string such as ``tensor(float)``."""
-    name = ort_type[len("tensor("):-1] if ort_type.startswith("tensor(") else ort_type
-    return {"float": "float32", "double": "float64", "float16": "float16"}.get(name, name)

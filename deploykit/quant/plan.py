@@ -127,7 +127,7 @@ def build_plan(
     act_dtype = scheme.activation_dtype
     nodes = list(index.model.graph.node)
     if scheme.mixed_precision:  # e.g. a causal mask's -inf: that node stays float; full-integer schemes refuse below
-        plan.fallback |= nonfinite_constant_nodes(index) | huge_value_nodes(index, observers)
+        plan.fallback |= unquantizable_nodes(index, observers)
     # 1. raw activation ranges
     cache = {} if range_cache is None else range_cache
     ranges: dict[str, tuple[float, float]] = {}
@@ -208,38 +208,28 @@ def build_plan(
     return plan
 
 
-def nonfinite_constant_nodes(index: GraphIndex) -> set[str]:
-    """Keys of nodes that read a constant holding NaN/Inf as quantizable data (a ``Where(mask, -inf, x)``
-    or ``Add(x, mask)`` attention mask): such a constant has no int8 scale, so the node runs in float."""
-    keys = set()
-    for k, node in enumerate(index.model.graph.node):
-        for _, name, role in quantizable_inputs(index, node):
-            if role == "const" and not np.all(np.isfinite(numpy_helper.to_array(index.initializers[name]))):
-                keys.add(_node_key(node, k))
-                break
-    return keys
-
-
 # Beyond this magnitude an int8 scale (range / 255) and the products of scales runtimes compute
 # (input scale x weight scale, their ratio to the output scale) leave float32: LiteRT aborts.
 HUGE_VALUE = 1e30
 
 
-def huge_value_nodes(index: GraphIndex, observers: dict[str, TensorObserver]) -> set[str]:
-    """Keys of nodes that read, as quantizable data, a constant or a calibrated activation beyond
-    :data:`HUGE_VALUE` (MiniLM's attention bias ``(1 - mask) * float32.min``): its scale would be
-    ~1e36, which OpenVINO's CPU plugin died on (SIGFPE while compiling) and LiteRT aborts on. The
-    node runs in float; what it feeds (a Softmax over scores + bias) stays exact."""
+def unquantizable_nodes(index: GraphIndex, observers: dict[str, TensorObserver]) -> set[str]:
+    """Keys of nodes that read, as quantizable data, a value no int8 scale holds: a constant with
+    NaN/Inf (a ``Where(mask, -inf, x)`` or ``Add(x, mask)`` attention mask), or a constant or
+    calibrated activation beyond :data:`HUGE_VALUE` (MiniLM's attention bias ``(1 - mask) *
+    float32.min``: a scale of ~1e36, which OpenVINO's CPU plugin died on while compiling and LiteRT
+    aborts on). The node runs in float; what it feeds (a Softmax over scores + mask) stays exact."""
     keys = set()
     for k, node in enumerate(index.model.graph.node):
         for _, name, role in quantizable_inputs(index, node):
             if role == "const":
-                big = float(np.max(np.abs(numpy_helper.to_array(index.initializers[name])), initial=0.0))
+                a = numpy_helper.to_array(index.initializers[name])
+                bad = not np.all(np.isfinite(a)) or float(np.max(np.abs(a), initial=0.0)) > HUGE_VALUE
             elif role == "data" and name in observers and observers[name].count:
-                big = max(abs(observers[name].lo), abs(observers[name].hi))
+                bad = max(abs(observers[name].lo), abs(observers[name].hi)) > HUGE_VALUE
             else:
                 continue
-            if big > HUGE_VALUE:
+            if bad:
                 keys.add(_node_key(node, k))
                 break
     return keys
