@@ -168,6 +168,8 @@ def build_plan(
             scale, zp = fixed
             plan.activations[node.output[0]] = QuantParams(np.asarray(scale, np.float32), np.asarray(zp), act_dtype,
                                                             method="fixed", range=None)
+    # 3b. scalings by a constant: the output's grid is the input's, scaled (lossless requantization)
+    _derive_scaled_params(index, plan, groups, nodes)
     # 4. weights, biases, constants
     for k, node in enumerate(nodes):
         if not plan.quantized(node, _node_key(node, k)):
@@ -206,6 +208,50 @@ def build_plan(
                                                   zero_point=np.zeros(np.shape(scale), np.int64), dtype="int32",
                                                   axis=0 if np.ndim(scale) else None, method="derived")
     return plan
+
+
+SCALING_OPS = ("Mul", "Div")
+
+
+def _derive_scaled_params(index: GraphIndex, plan: QuantPlan, groups: _Groups, nodes) -> int:
+    """``y = x * c`` or ``x / c`` with a positive scalar constant ``c``: ``y`` gets ``x``'s zero point
+    and ``x``'s scale times (divided by) ``c``. Its calibrated range is ``c`` times ``x``'s anyway;
+    with the exact ratio the int8 MUL requantizes ``x`` onto ``y``'s grid without rounding, where
+    independently fitted scales round every element a second time. PP-LCNetV3 (PP-OCRv4 rec) ends
+    each block with ``/ 6`` and a learnable ``* a``: two such re-roundings of every activation.
+    Skipped when ``y`` shares its parameters with other tensors (Concat inputs, Reshape outputs
+    joined to it): those would disagree. Returns how many outputs were derived."""
+    members: dict[str, int] = {}
+    for name in plan.activations:
+        root = groups.find(name)
+        members[root] = members.get(root, 0) + 1
+    derived = 0
+    for node in nodes:
+        if node.op_type not in SCALING_OPS or len(node.input) != 2 or not node.output:
+            continue
+        y = node.output[0]
+        c_name = node.input[1] if node.op_type == "Div" else next((i for i in node.input if index.const(i) is not None), None)
+        x = next((i for i in node.input if i != c_name), None) if c_name else None
+        if x is None or x not in plan.activations or y not in plan.activations or members.get(groups.find(y), 0) != 1:
+            continue
+        c = index.const(c_name)
+        if c is None or np.size(c) != 1:
+            continue
+        c = float(np.ravel(c)[0])
+        if not (np.isfinite(c) and c > 0):
+            continue
+        ratio = 1.0 / c if node.op_type == "Div" else c
+        px, py = plan.activations[x], plan.activations[y]
+        if px.per_channel or px.dtype != py.dtype or py.method == "fixed":
+            continue
+        scale = np.asarray(np.float64(px.scale) * ratio, np.float32)
+        if not (np.isfinite(scale) and scale > 0):
+            continue
+        rng = None if px.range is None else (px.range[0] * ratio, px.range[1] * ratio)
+        plan.activations[y] = QuantParams(scale=scale, zero_point=np.asarray(px.zero_point), dtype=py.dtype,
+                                          method=py.method, range=rng, extra={**py.extra, "derived_from": x})
+        derived += 1
+    return derived
 
 
 # Beyond this magnitude an int8 scale (range / 255) and the products of scales runtimes compute

@@ -483,3 +483,57 @@ def test_attention_bias_of_float32_min_stays_float_where_the_target_allows_it(tm
     scales = [inits[n.input[1]] for n in r.qdq_model.graph.node if n.op_type == "QuantizeLinear"]
     assert scales and max(float(np.max(np.abs(s))) for s in scales) < 1e30  # no FakeQuantize over 3.4e38
     assert r.metrics["probs"]["cosine"] > 0.99
+
+
+def _scalings(path):
+    """Conv -> /6 -> *0.7 -> *-2 -> Conv, and /4 -> Concat with the Conv's output."""
+    rng = np.random.default_rng(0)
+    w1 = numpy_helper.from_array(rng.normal(size=(4, 3, 3, 3)).astype(np.float32), "w1")
+    w2 = numpy_helper.from_array(rng.normal(size=(4, 4, 1, 1)).astype(np.float32), "w2")
+    consts = [numpy_helper.from_array(np.array(v, np.float32), n) for n, v in
+              (("six", 6.0), ("a", 0.7), ("neg", -2.0), ("four", 4.0))]
+    nodes = [
+        helper.make_node("Conv", ["x", "w1"], ["c1"], pads=[1, 1, 1, 1]),
+        helper.make_node("Div", ["c1", "six"], ["d"]),
+        helper.make_node("Mul", ["a", "d"], ["s"]),  # constant first
+        helper.make_node("Mul", ["s", "neg"], ["n"]),
+        helper.make_node("Conv", ["n", "w2"], ["c2"]),
+        helper.make_node("Div", ["c2", "four"], ["q"]),
+        helper.make_node("Concat", ["q", "c1"], ["y"], axis=1),
+    ]
+    graph = helper.make_graph(nodes, "scalings", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 8, 8])], [w1, w2, *consts])
+    return _save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), path)
+
+
+def test_scaling_by_a_positive_constant_derives_the_output_grid(tmp_path):
+    model = _prepared(_scalings(tmp_path / "m.onnx"))
+    proto = ir.to_proto(model)
+    samples = random_samples(graph_inputs(model), 16)
+    observers, feeds, _ = collect_statistics(proto, samples)
+    plan = build_plan(GraphIndex(proto), observers, SCHEME, "percentile")
+    by_out = {n.output[0]: n for n in proto.graph.node}
+    t = lambda op, first: next(o for o, n in by_out.items() if n.op_type == op and n.input[0] == first)  # noqa: E731
+    c1 = t("Conv", "x")
+    d = t("Div", c1)
+    s = next(o for o, n in by_out.items() if n.op_type == "Mul" and d in n.input)
+    neg = t("Mul", s)
+    q = next(o for o, n in by_out.items() if n.op_type == "Div" and n.input[0] != c1)
+    p = plan.activations
+    assert float(p[d].scale) == pytest.approx(float(p[c1].scale) / 6, rel=1e-6)
+    assert int(p[d].zero_point) == int(p[c1].zero_point)
+    assert float(p[s].scale) == pytest.approx(float(p[d].scale) * 0.7, rel=1e-6)  # constant as first input
+    assert p[s].extra["derived_from"] == d
+    assert "derived_from" not in p[neg].extra  # a negative factor would flip the grid: own range
+    assert "derived_from" not in p[q].extra  # joined to the Concat's group: shares its scale
+    # the simulated requantization of a derived tensor is exact: DQ(Q(d)) == DQ(Q(c1)) / 6
+    qdq = build_qdq_model(proto, plan, GraphIndex(proto))
+    for n in [*qdq.graph.node]:
+        if n.op_type == "DequantizeLinear" and n.input[0].startswith((c1, d)):
+            qdq.graph.output.add().name = n.output[0]
+    sess = ort.InferenceSession(qdq.SerializeToString(), providers=["CPUExecutionProvider"])
+    names = [o.name for o in sess.get_outputs()]
+    vals = dict(zip(names, sess.run(None, feeds[0])))
+    dq_c1 = next(v for k, v in vals.items() if k.startswith(c1 + "_dequantized"))
+    dq_d = next(v for k, v in vals.items() if k.startswith(d + "_dequantized"))
+    np.testing.assert_allclose(dq_d, dq_c1 / 6, rtol=1e-5, atol=1e-7)
