@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 RESERVOIR = 1 << 15
-TAIL = 256
+TAIL = 4096
 
 
 def _extremes(flat: np.ndarray, largest: bool) -> np.ndarray:

@@ -41,17 +41,29 @@ def _fake_quant_mse(values: np.ndarray, lo: np.ndarray, hi: np.ndarray, levels: 
 
 
 def mse_range(obs: TensorObserver, dtype: str = "int8", symmetric: bool = False, candidates: int = 20, **_: object) -> tuple[float, float]:
-    values = obs.sample[:: max(1, obs.sample.size // 8192)].astype(np.float64)
-    if values.size == 0 or obs.lo == obs.hi:
+    """The clipping range of least expected int8 error (rounding inside, clipping outside): the
+    observed values as the reservoir's bulk plus the exact tails, each weighted by its share.
+
+    Reservoir values beyond the exact tails' thresholds are left out: there they are a few random
+    picks (at 32768 of 3 M values, ~5 beyond the 99.99 % point) counted beside the exact values of
+    the same region, and the optimum moved with them between tensors that are one constant factor
+    apart. A reservoir that holds every value (small tensors) is used alone."""
+    sample = obs.sample
+    if sample.size == 0 or obs.lo == obs.hi:
         return float(obs.lo), float(obs.hi)
     qmin, qmax = INT_RANGES[dtype]
     levels = qmax - qmin + 1
     if symmetric:
         levels -= 1  # symmetric grids have 255 usable levels for int8
     amax = max(abs(obs.lo), abs(obs.hi))
-    # include the exact tails so clipping of rare outliers is weighed correctly
-    tails = np.concatenate([obs._top, obs._bottom]).astype(np.float64)
-    weight_tail = tails.size / max(obs.count, 1)
+    tails = np.empty(0)
+    values = sample.astype(np.float64)
+    if sample.size < obs.count and obs._top.size and obs._bottom.size:
+        tails = np.concatenate([obs._top, obs._bottom]).astype(np.float64)
+        values = values[(values > obs._bottom[-1]) & (values < obs._top[0])]
+    weight_tail = min(tails.size / max(obs.count, 1), 1.0)
+    if values.size == 0:
+        values, weight_tail = tails, 1.0
 
     def search(fracs: np.ndarray) -> float:
         lo_c, hi_c = (-amax * fracs, amax * fracs) if symmetric else (obs.lo * fracs, obs.hi * fracs)

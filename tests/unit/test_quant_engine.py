@@ -17,7 +17,7 @@ from deploykit.quant.calibration import SampleSet, random_samples
 from deploykit.quant.collect import GraphIndex, collect_statistics
 from deploykit.quant.engine import AUTO_METHODS, AccuracyBudget, QuantConfig, evaluate, quantize_model, simulation_session
 from deploykit.quant.equalize import equalize_model
-from deploykit.quant.observers import TensorObserver
+from deploykit.quant.observers import TAIL, TensorObserver
 from deploykit.quant.plan import build_plan, observed_tensors
 from deploykit.quant.qdq import build_qdq_model
 from deploykit.quant.ranges import METHODS, compute_range
@@ -50,6 +50,21 @@ def test_observer_exact_minmax_tails_and_bounded_memory():
     assert abs(obs.quantile(0.9999) - np.quantile(all_, 0.9999)) < 0.05
     assert abs(obs.quantile(0.5) - np.quantile(all_, 0.5)) < 0.05
     assert obs.nbytes() < 1 << 20
+
+
+def test_percentile_of_a_large_heavy_tailed_tensor_is_exact_and_proportional():
+    """The 99.99 % quantile of 4 M values lies 400 values from the top: read from the exact tail,
+    not from the reservoir (where it is its 3rd-largest of 32768 values, and two proportional
+    tensors got ranges 30 % apart: PP-OCR rec's h-swish outputs)."""
+    rng = np.random.default_rng(3)
+    chunks = [np.exp(rng.standard_normal(100_000) * 1.5).astype(np.float32) for _ in range(40)]
+    a, b = TensorObserver("a"), TensorObserver("b", seed=9)
+    for c in chunks:
+        a.observe(c)
+        b.observe(c * np.float32(0.25))
+    exact = np.sort(np.concatenate(chunks))[-(int(np.floor((1.0 - 0.9999) * 4_000_000)) + 1)]
+    assert a.quantile(0.9999) == exact
+    assert compute_range("percentile", b)[1] == pytest.approx(0.25 * compute_range("percentile", a)[1], rel=1e-6)
 
 
 def test_observer_channel_mean_and_nonfinite():
@@ -257,7 +272,7 @@ def test_observer_tails_are_exact(kind):
     s = np.sort(x)
     np.testing.assert_array_equal(obs._top, s[-obs._top.size:])
     np.testing.assert_array_equal(obs._bottom, s[:obs._bottom.size])
-    assert obs._top.size == obs._bottom.size == 256
+    assert obs._top.size == obs._bottom.size == TAIL
 
 
 @pytest.mark.parametrize("spatial", [1, 2, 3])

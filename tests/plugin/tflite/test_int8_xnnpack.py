@@ -247,3 +247,63 @@ def test_int8_clamps_by_constants_are_requantizations_inside_xnnpack(tmp_path):
     ref = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
     assert float(got.max()) <= 0.8 + 1e-6
     assert np.corrcoef(got.ravel(), ref.ravel())[0, 1] > 0.98
+
+
+def _scaled_blocks(path):
+    """Conv -> h-swish spelled out with / 6 -> learnable * a -> Conv, as PP-LCNetV3 blocks end."""
+    rng = np.random.default_rng(5)
+    nodes = [
+        helper.make_node("Conv", ["x", "w1"], ["c"], pads=[1, 1, 1, 1]),
+        helper.make_node("Add", ["c", "three"], ["a"]),
+        helper.make_node("Clip", ["a", "zero", "six"], ["r"]),
+        helper.make_node("Mul", ["c", "r"], ["m"]),
+        helper.make_node("Div", ["m", "six"], ["h"]),
+        helper.make_node("Mul", ["scale", "h"], ["s"]),
+        helper.make_node("Conv", ["s", "w2"], ["y"]),
+    ]
+    return model(path, nodes, {"x": [1, 3, 8, 8]}, {"y": [1, 4, 8, 8]},
+                 {"w1": rng.standard_normal((8, 3, 3, 3)).astype(np.float32), "three": np.float32(3),
+                  "zero": np.float32(0), "six": np.float32(6), "scale": np.float32(0.37),
+                  "w2": rng.standard_normal((4, 8, 1, 1)).astype(np.float32)}, opset=13)
+
+
+@pytest.mark.parametrize("target", ["rpi4", "coral-usb"])
+def test_int8_mul_by_a_constant_keeps_its_input_grid(tmp_path, target):
+    """MUL by a positive scalar writes its input's grid scaled by the constant (zero point kept):
+    the int8 requantization is exact instead of rounding every activation again."""
+    from ai_edge_litert import schema_py_generated as s
+    from ai_edge_litert.tools import flatbuffer_utils
+    from deploykit.pipeline import BuildRequest, build as run_build
+
+    import deploykit_edgetpu
+    import deploykit_onnxruntime
+    import deploykit_profiles
+    import deploykit_tflite
+    from deploykit.plugins import Registry
+
+    registry = Registry.from_plugins([deploykit_profiles, deploykit_onnxruntime, deploykit_tflite, deploykit_edgetpu])
+    calib = tmp_path / "calib.npy"
+    np.save(calib, np.random.default_rng(6).standard_normal((24, 3, 8, 8)).astype(np.float32))
+    run_build(BuildRequest(model=_scaled_blocks(tmp_path / "m.onnx"), target=target, output=tmp_path / "out",
+                           precision="int8", calibration=str(calib), force=True, calibration_method="percentile"),
+              registry=registry)
+    m = flatbuffer_utils.read_model(str(tmp_path / "out" / "model.tflite"))
+    g = m.subgraphs[0]
+    names = {v: k for k, v in vars(s.BuiltinOperator).items() if not k.startswith("_")}
+    checked = 0
+    for op in g.operators:
+        code = m.operatorCodes[op.opcodeIndex]
+        if names[max(code.builtinCode, code.deprecatedBuiltinCode)] != "MUL":
+            continue
+        ins = [g.tensors[i] for i in op.inputs]
+        const = [t for t in ins if len(m.buffers[t.buffer].data if m.buffers[t.buffer].data is not None else []) == 1]
+        if len(const) != 1:
+            continue
+        c, x = const[0], next(t for t in ins if t is not const[0])
+        cq = c.quantization
+        value = (int(np.asarray(m.buffers[c.buffer].data).view(np.int8)[0]) - cq.zeroPoint[0]) * cq.scale[0]
+        y = g.tensors[op.outputs[0]].quantization
+        assert y.zeroPoint[0] == x.quantization.zeroPoint[0]
+        assert y.scale[0] == pytest.approx(x.quantization.scale[0] * value, rel=1e-5)
+        checked += 1
+    assert checked == 2, "the / 6 and the * 0.37 are both MULs by a constant"
