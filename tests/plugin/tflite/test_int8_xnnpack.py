@@ -250,7 +250,8 @@ def test_int8_clamps_by_constants_are_requantizations_inside_xnnpack(tmp_path):
 
 
 def _scaled_blocks(path):
-    """Conv -> h-swish spelled out with / 6 -> learnable * a -> Conv, as PP-LCNetV3 blocks end."""
+    """Conv -> h-swish spelled out with / 6 -> learnable * a -> Conv, as PP-LCNetV3 blocks end; the
+    h-swish output is also concatenated with a wider branch, so its grid is the Concat's."""
     rng = np.random.default_rng(5)
     nodes = [
         helper.make_node("Conv", ["x", "w1"], ["c"], pads=[1, 1, 1, 1]),
@@ -260,25 +261,29 @@ def _scaled_blocks(path):
         helper.make_node("Div", ["m", "six"], ["h"]),
         helper.make_node("Mul", ["scale", "h"], ["s"]),
         helper.make_node("Conv", ["s", "w2"], ["y"]),
+        helper.make_node("Conv", ["x", "w3"], ["wide"], pads=[1, 1, 1, 1]),
+        helper.make_node("Concat", ["h", "wide"], ["cat"], axis=1),
     ]
-    return model(path, nodes, {"x": [1, 3, 8, 8]}, {"y": [1, 4, 8, 8]},
+    return model(path, nodes, {"x": [1, 3, 8, 8]}, {"y": [1, 4, 8, 8], "cat": [1, 16, 8, 8]},
                  {"w1": rng.standard_normal((8, 3, 3, 3)).astype(np.float32), "three": np.float32(3),
                   "zero": np.float32(0), "six": np.float32(6), "scale": np.float32(0.37),
-                  "w2": rng.standard_normal((4, 8, 1, 1)).astype(np.float32)}, opset=13)
+                  "w2": rng.standard_normal((4, 8, 1, 1)).astype(np.float32),
+                  "w3": 8 * rng.standard_normal((8, 3, 3, 3)).astype(np.float32)}, opset=13)
 
 
 @pytest.mark.parametrize("target", ["rpi4", "coral-usb"])
 def test_int8_mul_by_a_constant_keeps_its_input_grid(tmp_path, target):
     """MUL by a positive scalar writes its input's grid scaled by the constant (zero point kept):
-    the int8 requantization is exact instead of rounding every activation again."""
+    the int8 requantization is exact instead of rounding every activation again. Here the input's
+    grid is the Concat's (wider than the input's own range), so a range of its own would differ."""
     from ai_edge_litert import schema_py_generated as s
     from ai_edge_litert.tools import flatbuffer_utils
-    from deploykit.pipeline import BuildRequest, build as run_build
 
     import deploykit_edgetpu
     import deploykit_onnxruntime
     import deploykit_profiles
     import deploykit_tflite
+    from deploykit.pipeline import BuildRequest, build as run_build
     from deploykit.plugins import Registry
 
     registry = Registry.from_plugins([deploykit_profiles, deploykit_onnxruntime, deploykit_tflite, deploykit_edgetpu])
@@ -290,20 +295,21 @@ def test_int8_mul_by_a_constant_keeps_its_input_grid(tmp_path, target):
     m = flatbuffer_utils.read_model(str(tmp_path / "out" / "model.tflite"))
     g = m.subgraphs[0]
     names = {v: k for k, v in vars(s.BuiltinOperator).items() if not k.startswith("_")}
-    checked = 0
+    factors = {}
     for op in g.operators:
         code = m.operatorCodes[op.opcodeIndex]
         if names[max(code.builtinCode, code.deprecatedBuiltinCode)] != "MUL":
             continue
         ins = [g.tensors[i] for i in op.inputs]
-        const = [t for t in ins if len(m.buffers[t.buffer].data if m.buffers[t.buffer].data is not None else []) == 1]
+        const = [t for t in ins if m.buffers[t.buffer].data is not None and len(m.buffers[t.buffer].data) == 1]
         if len(const) != 1:
             continue
         c, x = const[0], next(t for t in ins if t is not const[0])
         cq = c.quantization
         value = (int(np.asarray(m.buffers[c.buffer].data).view(np.int8)[0]) - cq.zeroPoint[0]) * cq.scale[0]
-        y = g.tensors[op.outputs[0]].quantization
-        assert y.zeroPoint[0] == x.quantization.zeroPoint[0]
-        assert y.scale[0] == pytest.approx(x.quantization.scale[0] * value, rel=1e-5)
-        checked += 1
-    assert checked == 2, "the / 6 and the * 0.37 are both MULs by a constant"
+        factors[round(float(value), 3)] = (x.quantization, g.tensors[op.outputs[0]].quantization)
+    xq, yq = factors[0.37]
+    assert yq.zeroPoint[0] == xq.zeroPoint[0]
+    assert yq.scale[0] == pytest.approx(xq.scale[0] * 0.37, rel=1e-5)
+    xq6, yq6 = factors[round(1 / 6, 3)]  # its output is joined to the Concat: the Concat's grid
+    assert yq6.scale[0] > xq6.scale[0] / 6 * 1.5
