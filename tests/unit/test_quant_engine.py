@@ -15,7 +15,7 @@ from deploykit.ir.opset import upgrade_opset
 from deploykit.passes import canonicalize
 from deploykit.quant.calibration import SampleSet, random_samples
 from deploykit.quant.collect import GraphIndex, collect_statistics
-from deploykit.quant.engine import AUTO_METHODS, AccuracyBudget, QuantConfig, evaluate, quantize_model, simulation_session
+from deploykit.quant.engine import AUTO_METHODS, PREFERRED_METHOD, AccuracyBudget, choose_method, QuantConfig, evaluate, quantize_model, simulation_session
 from deploykit.quant.equalize import equalize_model
 from deploykit.quant.observers import TAIL, TensorObserver
 from deploykit.quant.plan import build_plan, observed_tensors
@@ -194,7 +194,8 @@ def test_auto_picks_best_method_and_reports_layers(tmp_path):
     r = quantize_model(model, samples, SCHEME, QuantConfig())
     tried = {t["method"]: t["score"] for t in r.report["methods_tried"]}
     assert set(tried) == set(AUTO_METHODS)
-    assert tried[r.report["range_method"]] == max(tried.values())
+    best = max(r.report["methods_tried"], key=lambda t: (t["worst_half"], t["score"]))
+    assert r.report["range_method"] in (best["method"], PREFERRED_METHOD)
     assert r.report["layers"] and {"node", "range_method", "scale", "sqnr_db", "fallback"} <= set(r.report["layers"][0])
 
 
@@ -390,6 +391,20 @@ def test_hardswish_float_scheme_keeps_spelled_out_chains_float(tmp_path):
     res = quantize_model(model, samples, QuantScheme(float_ops=frozenset({"HardSwish"})))
     assert names and names <= res.fallback
     assert not names & quantize_model(model, samples, QuantScheme()).fallback
+
+
+@pytest.mark.parametrize("scores, chosen", [
+    ({"minmax": (0.91, 0.87), "percentile": (0.957, 0.907), "mse": (0.953, 0.916)}, "percentile"),  # a near-tie
+    ({"minmax": (0.92, 0.90), "percentile": (0.93, 0.88), "mse": (0.97, 0.96)}, "mse"),  # error a third
+    ({"minmax": (0.999, 0.998), "percentile": (0.98, 0.97)}, "minmax"),
+    ({"minmax": (0.95, 0.94), "mse": (0.96, 0.95)}, "mse"),  # no percentile trial: the best
+])
+def test_range_method_choice_keeps_percentile_unless_clearly_beaten(scores, chosen):
+    """The first row is PP-OCR rec on rpi4 with the small-noisy-sans calibration set: mse ranked
+    first on the 8 held-out samples, 0.916 vs 0.907 on the worse half -- a near-tie."""
+    trials = [{"method": m, "score": s, "worst_half": w} for m, (s, w) in scores.items()]
+    assert PREFERRED_METHOD == "percentile"
+    assert choose_method(trials, AccuracyBudget()) == chosen
 
 
 @pytest.mark.parametrize("metric, a, b, better", [
