@@ -122,9 +122,10 @@ def test_int8_hardswish_runs_as_xnnpack_int8_ops(tmp_path):
                   "w2": rng.standard_normal((8, 8, 3, 3)).astype(np.float32)})
     calib = tmp_path / "calib.npy"
     np.save(calib, rng.standard_normal((16, 3, 8, 8)).astype(np.float32))
-    res = build(path, tmp_path / "out", precision="int8", calibration=str(calib))
+    # Whether a chain runs in float is the engine's accuracy call (tests/unit/test_quant_engine.py):
+    # on this random-weight net percentile and minmax ranges make float clearly better, mse does not.
+    res = build(path, tmp_path / "out", precision="int8", calibration=str(calib), calibration_method="mse")
     assert res.manifest["verification"]["status"] == "passed", res.manifest["verification"]
-    # (the engine may still run a chain in float where that is clearly more accurate: not here)
     assert res.manifest["quantization"]["fallback_layers"] == [], res.manifest["quantization"]
     rep = report(tmp_path / "out")["backend_report"]
     assert "HARD_SWISH" not in rep["operators"] and rep["int8"]["float_ops"] == {}, rep
