@@ -139,6 +139,14 @@ def _bundle_facts(manifest: dict, bundle: Path) -> dict:
 
 
 # ---------------------------------------------------------------- child: evaluation and latency
+def _cosine(got, ref, atol: float = 1e-8) -> float:
+    """Cosine of two flat outputs; 1 or 0 by closeness when either is all zeros."""
+    import numpy as np
+
+    den = np.linalg.norm(got) * np.linalg.norm(ref)
+    return float(got @ ref / den) if den > 0 else float(np.allclose(got, ref, atol=atol))
+
+
 def _child_eval(args) -> int:
     """Runs in a child process: bundle runner vs fp32 ORT on held-out inputs; prints one JSON line."""
     import numpy as np
@@ -177,15 +185,12 @@ def _child_eval(args) -> int:
             if g.size < 8:  # per sample, the cosine of one score is only its sign
                 small.setdefault(name, []).append((gg, rr))
                 continue
-            den = np.linalg.norm(gg) * np.linalg.norm(rr)
-            c = float(gg @ rr / den) if den > 0 else float(np.allclose(gg, rr))
-            cos.append((name, c))
+            cos.append((name, _cosine(gg, rr)))
             if j == 0 and np.asarray(ref[name]).shape[-1] > 1:
                 agree.append(float(np.argmax(np.asarray(got[name]), -1).ravel().tolist() == np.argmax(np.asarray(ref[name]), -1).ravel().tolist()))
     for name, pairs in small.items():
         gg, rr = np.concatenate([p[0] for p in pairs]), np.concatenate([p[1] for p in pairs])
-        den = np.linalg.norm(gg) * np.linalg.norm(rr)
-        cos.append((name, float(gg @ rr / den) if den > 0 else float(np.allclose(gg, rr, atol=1e-3))))
+        cos.append((name, _cosine(gg, rr, atol=1e-3)))
     worst = {}
     for name, c in cos:
         worst[name] = min(worst.get(name, 1.0), c)

@@ -179,8 +179,6 @@ def evaluate_subsets(model: onnx.ModelProto, feeds, refs, parts: dict[str, Any] 
     return results
 
 
-
-
 def _refuse_unrepresentable(observers: Mapping[str, Any], outputs, proto, full_integer: bool) -> None:
     """Refuse int8 when the fp32 model itself computes NaN/Inf outputs on the calibration samples
     (NaN/Inf/huge weights, or data at the wrong scale): no int8 range represents them, and
@@ -449,7 +447,7 @@ def quantize_model(
             progress("search ranges", len(trials), len(methods))
     method = choose_method(trials, config.budget)
     plan, qdq, metrics, score = candidates[method]
-    top = max(trials, key=lambda t: (t["worst_half"], t["score"]))["method"]
+    top = _first_ranked(trials)["method"]
     log(f"range method {method}: {config.budget.metric} {score:.4g} "
         f"(tried {', '.join(_trial_text(t) for t in trials)})"
         + (f"; {top} ranks first but not clearly better, so {method} stays" if top != method else ""))
@@ -541,11 +539,15 @@ def choose_method(trials: list[dict], budget) -> str:
     Methods are ranked by their worse half of the held-out eval samples, then by all of them: the
     one that holds on every subset wins over one that shines on some. :data:`PREFERRED_METHOD`
     stays unless the winner is clearly better (:func:`_clearly_better`) on the worse half."""
-    best = max(trials, key=lambda t: (t["worst_half"], t["score"]))
+    best = _first_ranked(trials)
     preferred = next((t for t in trials if t["method"] == PREFERRED_METHOD), None)
     if preferred is not None and not _clearly_better(budget, best["worst_half"], preferred["worst_half"]):
         return PREFERRED_METHOD
     return best["method"]
+
+
+def _first_ranked(trials: list[dict]) -> dict:
+    return max(trials, key=lambda t: (t["worst_half"], t["score"]))
 
 
 def _trial_text(t: dict) -> str:

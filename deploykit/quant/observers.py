@@ -11,6 +11,10 @@ from __future__ import annotations
 import numpy as np
 
 RESERVOIR = 1 << 15
+# Exact extremes kept per side: the percentile method's 99.99 % quantile is exact while it lies
+# within them (up to 41 M observed values). Read from the reservoir instead, it is about its 3rd
+# largest value: two tensors that differ only by a constant factor (PP-OCR rec's h-swish output
+# and its learnable scaling) got ranges up to 30 % apart.
 TAIL = 4096
 
 

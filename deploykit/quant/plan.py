@@ -213,29 +213,32 @@ def build_plan(
 SCALING_OPS = ("Mul", "Div")
 
 
-def _derive_scaled_params(index: GraphIndex, plan: QuantPlan, groups: _Groups, nodes) -> int:
+def _derive_scaled_params(index: GraphIndex, plan: QuantPlan, groups: _Groups, nodes) -> None:
     """``y = x * c`` or ``x / c`` with a positive scalar constant ``c``: ``y`` gets ``x``'s zero point
     and ``x``'s scale times (divided by) ``c``. Its calibrated range is ``c`` times ``x``'s anyway;
     with the exact ratio the int8 MUL requantizes ``x`` onto ``y``'s grid without rounding, where
     independently fitted scales round every element a second time. PP-LCNetV3 (PP-OCRv4 rec) ends
     each block with ``/ 6`` and a learnable ``* a``: two such re-roundings of every activation.
     Skipped when ``y`` shares its parameters with other tensors (Concat inputs, Reshape outputs
-    joined to it): those would disagree. Returns how many outputs were derived."""
+    joined to it): those would disagree."""
     members: dict[str, int] = {}
     for name in plan.activations:
         root = groups.find(name)
         members[root] = members.get(root, 0) + 1
-    derived = 0
     for node in nodes:
         if node.op_type not in SCALING_OPS or len(node.input) != 2 or not node.output:
             continue
         y = node.output[0]
-        c_name = node.input[1] if node.op_type == "Div" else next((i for i in node.input if index.const(i) is not None), None)
-        x = next((i for i in node.input if i != c_name), None) if c_name else None
-        if x is None or x not in plan.activations or y not in plan.activations or members.get(groups.find(y), 0) != 1:
+        # Div scales by its divisor only; Mul by whichever input is the constant
+        slots = (1,) if node.op_type == "Div" else (0, 1)
+        found = next(((k, c) for k in slots if (c := index.const(node.input[k])) is not None), None)
+        if found is None:
             continue
-        c = index.const(c_name)
-        if c is None or np.size(c) != 1:
+        k, c = found
+        x = node.input[1 - k]
+        if x not in plan.activations or y not in plan.activations or members.get(groups.find(y), 0) != 1:
+            continue
+        if np.size(c) != 1:
             continue
         c = float(np.ravel(c)[0])
         if not (np.isfinite(c) and c > 0):
@@ -250,8 +253,6 @@ def _derive_scaled_params(index: GraphIndex, plan: QuantPlan, groups: _Groups, n
         rng = None if px.range is None else (px.range[0] * ratio, px.range[1] * ratio)
         plan.activations[y] = QuantParams(scale=scale, zero_point=np.asarray(px.zero_point), dtype=py.dtype,
                                           method=py.method, range=rng, extra={**py.extra, "derived_from": x})
-        derived += 1
-    return derived
 
 
 # Beyond this magnitude an int8 scale (range / 255) and the products of scales runtimes compute

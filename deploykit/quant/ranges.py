@@ -45,7 +45,7 @@ def mse_range(obs: TensorObserver, dtype: str = "int8", symmetric: bool = False,
     observed values as the reservoir's bulk plus the exact tails, each weighted by its share.
 
     Reservoir values beyond the exact tails' thresholds are left out: there they are a few random
-    picks (at 32768 of 3 M values, ~5 beyond the 99.99 % point) counted beside the exact values of
+    picks (at 32768 of 3 M values, ~3 beyond the 99.99 % point) counted beside the exact values of
     the same region, and the optimum moved with them between tensors that are one constant factor
     apart. A reservoir that holds every value (small tensors) is used alone."""
     sample = obs.sample
