@@ -26,13 +26,18 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFilter, ImageFont
+from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont
 
 from ..datasets import textlines as T
 from ..wild import inputs as W
 
 WORK = Path(os.environ.get("DEPLOYKIT_INT8_CORPUS_CACHE") or Path(__file__).resolve().parents[1] / ".work" / "int8_corpus")
 FONT_WHEEL = "matplotlib==3.9.2"  # ships the STIX fonts (and Computer Modern); only its .ttf files are read
+# Real photographs shipped in wheels: people the detector sees, and backgrounds to paste them on.
+PHOTOS = {"matplotlib==3.9.2": ("matplotlib/mpl-data/sample_data/", ("grace_hopper.jpg",)),
+          "scikit-image==0.26.0": ("skimage/data/", ("astronaut.png", "camera.png", "coffee.png", "chelsea.png",
+                                                      "brick.png", "grass.png", "gravel.png", "rocket.jpg",
+                                                      "motorcycle_left.png"))}
 STIX = ("STIXGeneral.ttf", "STIXGeneralBol.ttf", "STIXGeneralItalic.ttf", "STIXGeneralBolIta.ttf")
 AILERON = "pil:aileron"  # Pillow's built-in scalable font (ImageFont.load_default(size))
 
@@ -42,22 +47,30 @@ AILERON = "pil:aileron"  # Pillow's built-in scalable font (ImageFont.load_defau
 def unseen_fonts() -> tuple[str, ...]:
     """Fonts no calibration set uses: STIX (extracted from matplotlib's wheel) and Aileron.
     Falls back to Aileron alone when the wheel cannot be fetched (recorded by the caller)."""
-    out = WORK / "fonts"
-    want = [out / f for f in STIX]
+    want = _wheel_files(FONT_WHEEL, "fonts", [f"matplotlib/mpl-data/fonts/ttf/{f}" for f in STIX])
+    return tuple(str(p) for p in want if p.exists()) + (AILERON,)
+
+
+def _wheel_files(spec: str, folder: str, members: list[str]) -> list[Path]:
+    """``members`` of the wheel ``spec`` (``pip download`` on first use) extracted into ``WORK/folder``;
+    the paths of those that exist (none when the wheel cannot be fetched)."""
+    out = WORK / folder
+    want = [out / Path(m).name for m in members]
     if not all(p.exists() for p in want):
         dists = WORK / "dists"
         dists.mkdir(parents=True, exist_ok=True)
-        whl = sorted(dists.glob("matplotlib-*.whl"))
+        dist = spec.split("==")[0].replace("-", "_")
+        whl = sorted(dists.glob(f"{dist}-{spec.split('==')[1]}-*.whl"))
         if not whl:
             subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--quiet",
-                            "--disable-pip-version-check", "-d", str(dists), FONT_WHEEL], capture_output=True)
-            whl = sorted(dists.glob("matplotlib-*.whl"))
+                            "--disable-pip-version-check", "-d", str(dists), spec], capture_output=True)
+            whl = sorted(dists.glob(f"{dist}-{spec.split('==')[1]}-*.whl"))
         if whl:
             out.mkdir(parents=True, exist_ok=True)
             with zipfile.ZipFile(whl[0]) as z:
-                for f in STIX:
-                    (out / f).write_bytes(z.read(f"matplotlib/mpl-data/fonts/ttf/{f}"))
-    return tuple(str(p) for p in want if p.exists()) + (AILERON,)
+                for m, p in zip(members, want):
+                    p.write_bytes(z.read(m))
+    return [p for p in want if p.exists()]
 
 
 def dejavu(*families: str) -> tuple[str, ...]:
@@ -262,6 +275,40 @@ def face_scenes(n, rng, size: int, scale: float = 1.0 / 255, offset: float = 0.0
             img.paste(Image.fromarray(W.render_face(rng, s).astype(np.uint8)),
                       (int(rng.integers(0, size - s)), int(rng.integers(0, size - s))))
         xs.append(np.asarray(img, np.float32).transpose(2, 0, 1) * scale + offset)
+    return np.stack(xs).astype(np.float32)
+
+
+def _photo(name: str) -> Image.Image:
+    spec, (folder, _) = next((w, f) for w, f in PHOTOS.items() if name in f[1])
+    found = _wheel_files(spec, "photos", [folder + name])
+    if not found:
+        raise RuntimeError(f"cannot fetch {spec} (pip download) for the photo {name}")
+    return Image.open(found[0]).convert("RGB")
+
+
+def photo_scenes(n, rng, people: tuple[str, ...], backgrounds: tuple[str, ...], size: int = 320):
+    """Real photographs of people (from the matplotlib and scikit-image wheels), cropped, scaled,
+    flipped and brightened at random, pasted on a random crop of a real background photo; CHW RGB
+    in [0, 1]. Unlike the rendered scenes, the detector is confident on them (face scores ~0.8)."""
+    who, where = [_photo(p) for p in people], [_photo(b) for b in backgrounds]
+    xs = []
+    for _ in range(n):
+        bg = where[rng.integers(len(where))]
+        w, h = bg.size
+        c = int(rng.uniform(0.5, 1.0) * min(w, h))
+        x0, y0 = int(rng.integers(0, w - c + 1)), int(rng.integers(0, h - c + 1))
+        canvas = bg.crop((x0, y0, x0 + c, y0 + c)).resize((size, size), Image.BILINEAR)
+        person = who[rng.integers(len(who))]
+        w, h = person.size
+        c = int(rng.uniform(0.6, 1.0) * min(w, h))
+        x0, y0 = int(rng.integers(0, w - c + 1)), int(rng.integers(0, h - c + 1))
+        s = int(rng.uniform(0.45, 0.95) * size)
+        crop = person.crop((x0, y0, x0 + c, y0 + c)).resize((s, s), Image.BILINEAR)
+        if rng.random() < 0.5:
+            crop = crop.transpose(Image.FLIP_LEFT_RIGHT)
+        crop = ImageEnhance.Brightness(crop).enhance(rng.uniform(0.7, 1.3))
+        canvas.paste(crop, (int(rng.integers(0, size - s + 1)), int(rng.integers(0, size - s + 1))))
+        xs.append(np.asarray(canvas, np.float32).transpose(2, 0, 1) / 255.0)
     return np.stack(xs).astype(np.float32)
 
 

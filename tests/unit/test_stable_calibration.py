@@ -79,3 +79,31 @@ def test_method_ranked_by_its_worse_half(tmp_path):
     best = max(tried, key=lambda t: (t["worst_half"], t["score"]))
     assert r.report["range_method"] == best["method"]
     assert all(t["spread"] >= 0 for t in tried)
+
+
+def _detector_samples(model, scale, n=40):
+    x = np.random.default_rng(4).uniform(0, 1, size=(n, 3, 8, 8)) * scale
+    return _samples(model, x)
+
+
+def test_calibration_without_confident_predictions_is_reported(tmp_path):
+    model = canonicalize(load_model(modelzoo.yolo_like_detector(tmp_path / "det.onnx")))
+    logs: list[str] = []
+    # faint inputs: the class logits stay near their bias (-2), no score reaches 0.5
+    r = quantize_model(model, _detector_samples(model, 0.05), QuantScheme(), QuantConfig(method="minmax"),
+                       log=logs.append)
+    warned = [m for m in logs if "makes output" in m]
+    assert len(warned) == 1 and "'y' part 2/2 (Sigmoid, probability)" in warned[0], logs
+    highest = r.report["calibration_check"]["highest_probability"]
+    assert list(highest) == ["scores"] and 0.1 < highest["scores"] < 0.5
+    # a Q/DQ scheme that runs only convolutions in int8 observes the scores for the check alone:
+    # they get no int8 parameters
+    conv_only = QuantScheme(quantize_ops=frozenset({"Conv"}))
+    r = quantize_model(model, _detector_samples(model, 0.05), conv_only, QuantConfig(method="minmax"))
+    assert "scores" in r.report["calibration_check"]["highest_probability"]
+    assert "scores" not in r.plan.activations and "f" in r.plan.activations
+    logs.clear()
+    r = quantize_model(model, _detector_samples(model, 6.0), QuantScheme(), QuantConfig(method="minmax"),
+                       log=logs.append)
+    assert not any("makes output" in m for m in logs), logs
+    assert r.report["calibration_check"]["highest_probability"]["scores"] >= 0.5
