@@ -52,8 +52,10 @@ def budget_missed(quantization: dict[str, Any] | None) -> str | None:
     budget = str(q.get("budget") or "")
     metric = budget.split(">=")[0] or "cosine"
     key = "sqnr_db" if metric == "sqnr" else "cosine"
-    scores = [m.get(key) for m in (q.get("output_metrics") or {}).values()
-              if isinstance(m, dict) and isinstance(m.get(key), (int, float))]
+    # an output is as good as its worst part (a concatenated output's branches are scored apart)
+    outputs = [m for m in (q.get("output_metrics") or {}).values() if isinstance(m, dict)]
+    every = outputs + [p for m in outputs for p in (m.get("parts") or {}).values() if isinstance(p, dict)]
+    scores = [m[key] for m in every if isinstance(m.get(key), (int, float))]
     evals = q.get("eval_samples")
     on = f"on {evals} calibration samples" if evals else "on the calibration samples"
     reached = f"int8 reaches {metric} {min(scores):.6g} {on}" if scores else f"measured {on}"

@@ -115,3 +115,18 @@ def test_mixed_range_concat_keeps_the_score_branch(tmp_path, scheme, monkeypatch
     else:
         assert shared.metrics["y"]["parts"]["part 2/2 (Sigmoid, probability)"]["sqnr_db"] < 10
         assert shared.metrics["y"]["cosine"] > 0.99 and not shared.budget_met
+
+
+def test_budget_line_names_the_worst_part():
+    """The build's closing line quotes the worst part of an output, not the whole output (a detector's
+    pixel boxes make the whole output look fine while its class scores miss the budget)."""
+    from deploykit.cli.verdict import budget_missed
+
+    q = {"budget": "sqnr>=20", "budget_met": False, "eval_samples": 8,
+         "output_metrics": {"output0": {"sqnr_db": 31.3, "cosine": 0.9996,
+                                        "parts": {"part 1/2 (Mul)": {"sqnr_db": 31.3, "cosine": 0.9996},
+                                                  "part 2/2 (Sigmoid, probability)": {"sqnr_db": 14.03,
+                                                                                      "cosine": 0.98}}}}}
+    assert budget_missed(q) == "accuracy budget sqnr>=20 MISSED: int8 reaches sqnr 14.03 on 8 calibration samples"
+    assert budget_missed(dict(q, budget="cosine>=0.99")).endswith("reaches cosine 0.98 on 8 calibration samples")
+    assert budget_missed(dict(q, budget_met=True)) is None
