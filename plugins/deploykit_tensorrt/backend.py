@@ -22,7 +22,7 @@ from deploykit.quant.scheme import QuantScheme
 from deploykit_tensorrt.calib_cache import write_cache
 from deploykit_tensorrt.opset import DECOMPOSE, lower_opset, opset_of, set_ir_version
 from deploykit_tensorrt.optable import op_table
-from deploykit_tensorrt.qdq import place_for_tensorrt, qdq_summary
+from deploykit_tensorrt.qdq import INT8_INPUTS, place_for_tensorrt, qdq_summary
 from deploykit_tensorrt.trtexec import EngineSettings, trtexec_args
 
 MODEL_FILE = "model.onnx"
@@ -55,6 +55,10 @@ class TensorRtBackend(Backend):
         mixed_precision=True,
         fallback_dtype="float16",
         bias_int32=True,
+        # The engine simulates (and its accuracy search judges) Q/DQ only where TensorRT consumes
+        # INT8: inputs of conv/gemm/pooling layers and residual Adds; the rest runs in FP16/FP32
+        # (the lowering then drops Add pairs that are not a residual's skip branch).
+        quantize_ops=frozenset(INT8_INPUTS) | {"Add"},
     )
     min_opset = 7
     runner_template = "runner_tensorrt.py.j2"
