@@ -33,7 +33,17 @@ def test_detector_scores_survive_int8(cli, tmp_path, target):
     r = cli("build", model, "--target", target, "-p", "int8", "--calibration", tmp_path / "calib.npy", "-o", out,
             env={"DEPLOYKIT_PLUGINS": plugins})
     assert r.returncode == 0, r.stderr[-3000:]
-    assert "ranges differ" in r.stdout + r.stderr
+    if target == "jetson-orin-nano":
+        # TensorRT takes INT8 only into conv/gemm/pooling layers: no Q/DQ pair ever feeds the Concat,
+        # so no shared scale exists to split
+        import onnx
+
+        g = onnx.load(str(out / "model.onnx")).graph
+        producer = {o: n.op_type for n in g.node for o in n.output}
+        concat = next(n for n in g.node if n.op_type == "Concat")
+        assert "DequantizeLinear" not in {producer.get(t) for t in concat.input}
+    else:
+        assert "ranges differ" in r.stdout + r.stderr
     m = json.loads((out / "manifest.json").read_text())
     v = m["verification"]
     assert v["status"] == "passed", v

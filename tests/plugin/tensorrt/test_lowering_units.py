@@ -317,3 +317,50 @@ def test_ir_version_stays_4_when_initializers_are_not_inputs():
     m.graph.input.append(helper.make_tensor_value_info("conv_w", TensorProto.FLOAT, [2, 3, 1, 1]))
     opset.set_ir_version(m)
     assert m.ir_version == 3
+
+
+def _silu_resnet(path):
+    """x -> Conv -> SiLU -> Conv -> SiLU -> Add(skip: first SiLU) -> Conv -> y: a YOLO-style block."""
+    r = np.random.default_rng(5)
+    inits = [numpy_helper.from_array(r.normal(0, 0.3, (8, 3, 3, 3)).astype(np.float32), "w0"),
+             numpy_helper.from_array(r.normal(0, 0.3, (8, 8, 3, 3)).astype(np.float32), "w1"),
+             numpy_helper.from_array(r.normal(0, 0.3, (4, 8, 1, 1)).astype(np.float32), "w2")]
+    nodes = [helper.make_node("Conv", ["x", "w0"], ["c0"], pads=[1, 1, 1, 1], name="conv0"),
+             helper.make_node("Sigmoid", ["c0"], ["s0"], name="sig0"),
+             helper.make_node("Mul", ["c0", "s0"], ["a0"], name="silu0"),
+             helper.make_node("Conv", ["a0", "w1"], ["c1"], pads=[1, 1, 1, 1], name="conv1"),
+             helper.make_node("Sigmoid", ["c1"], ["s1"], name="sig1"),
+             helper.make_node("Mul", ["c1", "s1"], ["a1"], name="silu1"),
+             helper.make_node("Add", ["a1", "a0"], ["r"], name="residual"),
+             helper.make_node("Conv", ["r", "w2"], ["y"], name="head")]
+    g = helper.make_graph(nodes, "silu", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])], inits)
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]), path)
+    return path
+
+
+def test_engine_simulates_the_placement_tensorrt_runs(tmp_path):
+    """The engine's accuracy search judges the Q/DQ model TensorRT runs: the placement keeps every
+    activation pair the engine simulated (none on the SiLU's Sigmoid/Mul or on the Add, which TensorRT
+    runs fused in higher precision)."""
+    from deploykit.ir import graph_inputs, load_model
+    from deploykit.passes import canonicalize
+    from deploykit.quant.calibration import SampleSet
+    from deploykit.quant.engine import QuantConfig, quantize_model
+    from deploykit_tensorrt.backend import TensorRtBackend
+
+    model = canonicalize(load_model(_silu_resnet(tmp_path / "m.onnx")))
+    x = np.random.default_rng(6).normal(size=(24, 3, 8, 8)).astype(np.float32)
+    result = quantize_model(model, SampleSet({"x": x}, graph_inputs(model)), TensorRtBackend.quant_scheme,
+                            QuantConfig(method="minmax"))
+    consumers = {}
+    for n in result.qdq_model.graph.node:
+        for t in n.input:
+            consumers.setdefault(t, []).append(n)
+    simulated = [n for n in result.qdq_model.graph.node if n.op_type == "DequantizeLinear"
+                 and n.input[0] not in {i.name for i in result.qdq_model.graph.initializer}]
+    fed = {c.op_type for dq in simulated for c in consumers.get(dq.output[0], [])}
+    assert fed and fed <= set(qdq.INT8_INPUTS), fed
+    placed, rep = qdq.place_for_tensorrt(result.qdq_model, result.params, result.fallback)
+    assert rep.activation_qdq_removed == 1  # only the graph output's pair: TensorRT returns outputs in float
+    assert rep.activation_qdq_added == 0 and len(rep.int8_layers) == 3
