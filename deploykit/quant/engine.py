@@ -28,10 +28,11 @@ from deploykit.quant.collect import GraphIndex, collect_statistics
 from deploykit.quant.metrics import PartComparison, RunningComparison
 from deploykit.quant.parts import ConcatTail, find_concat_tails
 from deploykit.quant.observers import TensorObserver
-from deploykit.quant.params import QuantParams
+from deploykit.quant.params import QuantParams, params_from_range
 from deploykit.quant.plan import HUGE_VALUE, QuantPlan, _node_key, build_plan, observed_tensors, quantizable_inputs
 from deploykit.quant.patterns import spelled_out_hardswish
 from deploykit.quant.qdq import build_qdq_model, int8_outputs, with_score_outputs
+from deploykit.quant.ranges import compute_range
 from deploykit.quant.roles import WEIGHT_OPS
 from deploykit.quant.scheme import QuantScheme
 from deploykit.quant.statistics import statistics_nodes
@@ -404,6 +405,9 @@ def quantize_model(
         wanted |= set(index.graph_inputs)  # to check the calibration data itself
         checked_only = set(probabilities) - wanted  # and its confidence
         wanted |= checked_only
+    planned = wanted  # tensors the plan may give parameters (None: all)
+    if scheme.cache_every_tensor:
+        wanted = None  # the rest are observed for the backend's calibration cache only
     scored = score_tensors(index)
     observers, feeds, refs = collect_statistics(
         proto, calibration, eval_count=config.eval_samples, wanted=wanted, extra_refs=scored.values(),
@@ -425,8 +429,12 @@ def quantize_model(
     _check_inputs(observers, index, log)
     calibration_check = _check_calibration_size(observers, len(calibration), len(feeds), log)
     calibration_check.update(_check_confidence(observers, probabilities, len(calibration), log))
-    for name in checked_only:
-        observers.pop(name, None)
+    cache_only: dict[str, TensorObserver] = {}
+    if planned is not None:
+        for name in set(observers) - (planned - checked_only):
+            observer = observers.pop(name)
+            if name not in checked_only:
+                cache_only[name] = observer
     base_fallback, joins = _split_mixed_concats(index, observers, tails, scheme, base_fallback, log)
     join_nodes = {k for t in joins.values() for k in t.float_nodes}
     base_fallback = base_fallback | join_nodes  # simulated in float: the runner joins dequantized branches
@@ -500,9 +508,25 @@ def quantize_model(
     if scored:
         report["scored_on_logits"] = {o: {"tensor": scored[o], **metrics[o]} for o in scored}
     timing = {"statistics_s": t_stats, "total_s": time.perf_counter() - t0}
-    return QuantResult(model=result_model, params=plan.all_params(), fallback=set(plan.fallback) - join_nodes,
+    params = {**_cache_params(cache_only, scheme, method, ranges), **plan.all_params()}
+    return QuantResult(model=result_model, params=params, fallback=set(plan.fallback) - join_nodes,
                        plan=plan, qdq_model=qdq, metrics=output_metrics, budget_met=budget_met, report=report,
                        timing=timing, joins=joins)
+
+
+def _cache_params(observers: dict[str, TensorObserver], scheme: QuantScheme, method: str, ranges) -> dict:
+    """Parameters of tensors observed only for a calibration cache (``scheme.cache_every_tensor``):
+    each from its own range under the chosen method, outside the plan."""
+    out = {}
+    for name, obs in observers.items():
+        if obs.count:
+            key = (name, method)
+            if key not in ranges:
+                ranges[key] = compute_range(method, obs, dtype=scheme.activation_dtype,
+                                            symmetric=scheme.activation_symmetric)
+            lo, hi = ranges[key]
+            out[name] = params_from_range(lo, hi, scheme.activation_dtype, scheme.activation_symmetric, method=method)
+    return out
 
 
 # Calibration sets smaller than this fit ranges that move with every added sample.

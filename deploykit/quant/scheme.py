@@ -37,7 +37,11 @@ class QuantScheme:
         Softmax/Logistic output scale 1/256, zero point -128).
     :ivar quantize_ops: if set, only nodes of these ops read quantized inputs (Q/DQ placement of
         QDQ backends); ``None`` quantizes every op (full-integer backends like TFLite).
-        ``float_ops`` always run in float. Parameters are still computed for every tensor.
+        ``float_ops`` always run in float. Only tensors these ops read get parameters (and
+        graph outputs they produce), unless ``cache_every_tensor``.
+    :ivar cache_every_tensor: also observe every other activation and return a range for it
+        beside the plan (``QuantResult.params``), for a backend whose calibration cache needs one
+        per tensor (TensorRT's implicit path); they never enter the plan or its simulation.
     :ivar weight_bits: levels the weight operand of dot products (Conv, ConvTranspose, Gemm,
         MatMul) may use: 8, or 7 for runtimes that execute int8 on x86 CPUs without VNNI. There
         ``vpmaddubsw`` sums pairs of u8 x s8 products into a saturating int16, which 8-bit weights
@@ -64,6 +68,7 @@ class QuantScheme:
     quantize_ops: frozenset[str] | None = None
     weight_bits: int = 8
     join_outputs: bool = False
+    cache_every_tensor: bool = False
 
     def runs_quantized(self, op_type: str) -> bool:
         """Whether nodes of ``op_type`` read quantized inputs (else they run in float)."""

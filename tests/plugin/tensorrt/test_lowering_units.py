@@ -364,3 +364,23 @@ def test_engine_simulates_the_placement_tensorrt_runs(tmp_path):
     placed, rep = qdq.place_for_tensorrt(result.qdq_model, result.params, result.fallback)
     assert rep.activation_qdq_removed == 1  # only the graph output's pair: TensorRT returns outputs in float
     assert rep.activation_qdq_added == 0 and len(rep.int8_layers) == 3
+
+
+def test_calibration_cache_covers_every_tensor_beside_the_plan(tmp_path):
+    """TensorRT's implicit path reads a scale for every tensor from calibration.cache: the engine
+    returns ranges for the tensors its plan leaves in float too (the SiLU's Sigmoid/Mul outputs),
+    while its simulated Q/DQ model stays the explicit placement."""
+    from deploykit.ir import graph_inputs, load_model
+    from deploykit.passes import canonicalize
+    from deploykit.quant.calibration import SampleSet
+    from deploykit.quant.engine import QuantConfig, quantize_model
+    from deploykit_tensorrt.backend import TensorRtBackend
+
+    model = canonicalize(load_model(_silu_resnet(tmp_path / "m.onnx")))
+    x = np.random.default_rng(7).normal(size=(24, 3, 8, 8)).astype(np.float32)
+    result = quantize_model(model, SampleSet({"x": x}, graph_inputs(model)), TensorRtBackend.quant_scheme,
+                            QuantConfig(method="minmax"))
+    activations = {"x", "c0", "s0", "a0", "c1", "s1", "a1", "r", "y"}
+    _, scales = calib_cache.parse_cache(calib_cache.write_cache(result.params, "8.6.2", names=activations))
+    assert set(scales) == activations
+    assert set(result.plan.activations) == {"x", "a0", "r", "y"}  # the plan: conv inputs and the output
