@@ -59,12 +59,13 @@ def _wheel_files(spec: str, folder: str, members: list[str]) -> list[Path]:
     if not all(p.exists() for p in want):
         dists = WORK / "dists"
         dists.mkdir(parents=True, exist_ok=True)
-        dist = spec.split("==")[0].replace("-", "_")
-        whl = sorted(dists.glob(f"{dist}-{spec.split('==')[1]}-*.whl"))
+        dist, version = spec.split("==")
+        pattern = f"{dist.replace('-', '_')}-{version}-*.whl"
+        whl = sorted(dists.glob(pattern))
         if not whl:
             subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--quiet",
                             "--disable-pip-version-check", "-d", str(dists), spec], capture_output=True)
-            whl = sorted(dists.glob(f"{dist}-{spec.split('==')[1]}-*.whl"))
+            whl = sorted(dists.glob(pattern))
         if whl:
             out.mkdir(parents=True, exist_ok=True)
             with zipfile.ZipFile(whl[0]) as z:
@@ -286,6 +287,14 @@ def _photo(name: str) -> Image.Image:
     return Image.open(found[0]).convert("RGB")
 
 
+def _square_crop(img: Image.Image, rng, smallest: float) -> Image.Image:
+    """A random square of ``img``, its side a random share in [smallest, 1] of the shorter side."""
+    w, h = img.size
+    c = int(rng.uniform(smallest, 1.0) * min(w, h))
+    x0, y0 = int(rng.integers(0, w - c + 1)), int(rng.integers(0, h - c + 1))
+    return img.crop((x0, y0, x0 + c, y0 + c))
+
+
 def photo_scenes(n, rng, people: tuple[str, ...], backgrounds: tuple[str, ...], size: int = 320):
     """Real photographs of people (from the matplotlib and scikit-image wheels), cropped, scaled,
     flipped and brightened at random, pasted on a random crop of a real background photo; CHW RGB
@@ -293,17 +302,10 @@ def photo_scenes(n, rng, people: tuple[str, ...], backgrounds: tuple[str, ...], 
     who, where = [_photo(p) for p in people], [_photo(b) for b in backgrounds]
     xs = []
     for _ in range(n):
-        bg = where[rng.integers(len(where))]
-        w, h = bg.size
-        c = int(rng.uniform(0.5, 1.0) * min(w, h))
-        x0, y0 = int(rng.integers(0, w - c + 1)), int(rng.integers(0, h - c + 1))
-        canvas = bg.crop((x0, y0, x0 + c, y0 + c)).resize((size, size), Image.BILINEAR)
-        person = who[rng.integers(len(who))]
-        w, h = person.size
-        c = int(rng.uniform(0.6, 1.0) * min(w, h))
-        x0, y0 = int(rng.integers(0, w - c + 1)), int(rng.integers(0, h - c + 1))
+        canvas = _square_crop(where[rng.integers(len(where))], rng, 0.5).resize((size, size), Image.BILINEAR)
+        person = _square_crop(who[rng.integers(len(who))], rng, 0.6)
         s = int(rng.uniform(0.45, 0.95) * size)
-        crop = person.crop((x0, y0, x0 + c, y0 + c)).resize((s, s), Image.BILINEAR)
+        crop = person.resize((s, s), Image.BILINEAR)
         if rng.random() < 0.5:
             crop = crop.transpose(Image.FLIP_LEFT_RIGHT)
         crop = ImageEnhance.Brightness(crop).enhance(rng.uniform(0.7, 1.3))

@@ -26,13 +26,14 @@ from deploykit.ir.names import fresh_name
 from deploykit.quant.calibration import SampleSet
 from deploykit.quant.collect import GraphIndex, collect_statistics
 from deploykit.quant.metrics import PartComparison, RunningComparison
+from deploykit.quant.parts import PROBABILITY_OPS as PROBABILITY_PRODUCERS
 from deploykit.quant.parts import ConcatTail, find_concat_tails
 from deploykit.quant.observers import TensorObserver
 from deploykit.quant.params import QuantParams, params_from_range
-from deploykit.quant.plan import HUGE_VALUE, QuantPlan, _node_key, build_plan, observed_tensors, quantizable_inputs
+from deploykit.quant.plan import (HUGE_VALUE, QuantPlan, _node_key, build_plan, cached_range, observed_tensors,
+                                  quantizable_inputs)
 from deploykit.quant.patterns import spelled_out_hardswish
 from deploykit.quant.qdq import build_qdq_model, int8_outputs, with_score_outputs
-from deploykit.quant.ranges import compute_range
 from deploykit.quant.roles import WEIGHT_OPS
 from deploykit.quant.scheme import QuantScheme
 from deploykit.quant.statistics import statistics_nodes
@@ -517,16 +518,9 @@ def quantize_model(
 def _cache_params(observers: dict[str, TensorObserver], scheme: QuantScheme, method: str, ranges) -> dict:
     """Parameters of tensors observed only for a calibration cache (``scheme.cache_every_tensor``):
     each from its own range under the chosen method, outside the plan."""
-    out = {}
-    for name, obs in observers.items():
-        if obs.count:
-            key = (name, method)
-            if key not in ranges:
-                ranges[key] = compute_range(method, obs, dtype=scheme.activation_dtype,
-                                            symmetric=scheme.activation_symmetric)
-            lo, hi = ranges[key]
-            out[name] = params_from_range(lo, hi, scheme.activation_dtype, scheme.activation_symmetric, method=method)
-    return out
+    return {name: params_from_range(*cached_range(ranges, name, obs, scheme, method), scheme.activation_dtype,
+                                   scheme.activation_symmetric, method=method)
+            for name, obs in observers.items() if obs.count}
 
 
 # Calibration sets smaller than this fit ranges that move with every added sample.
@@ -572,10 +566,8 @@ LOW_CONFIDENCE = 0.5
 def probability_tensors(index: GraphIndex, tails) -> dict[str, str]:
     """Tensors that are probabilities users read: graph outputs computed by Sigmoid/Softmax, and such
     branches of concatenated outputs; each with how to name it in a message."""
-    from deploykit.quant.parts import PROBABILITY_OPS as PROBABILITIES
-
     tensors = {out: repr(out) for out in index.graph_outputs
-               if getattr(index.producer.get(out), "op_type", None) in PROBABILITIES}
+               if getattr(index.producer.get(out), "op_type", None) in PROBABILITY_PRODUCERS}
     for out, tail in (tails or {}).items():
         for label, branch, prob in zip(tail.labels(), tail.branches, tail.probability):
             if prob:

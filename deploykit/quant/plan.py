@@ -136,9 +136,7 @@ def build_plan(
         if obs.count == 0:
             continue
         m = (overrides or {}).get(name, method)
-        if (name, m) not in cache:
-            cache[name, m] = compute_range(m, obs, dtype=act_dtype, symmetric=scheme.activation_symmetric)
-        ranges[name] = cache[name, m]
+        ranges[name] = cached_range(cache, name, obs, scheme, m)
         methods[name] = m
         _require_finite(name, ranges[name], "calibration range")
     # 2. shared-scale groups
@@ -208,6 +206,15 @@ def build_plan(
                                                   zero_point=np.zeros(np.shape(scale), np.int64), dtype="int32",
                                                   axis=0 if np.ndim(scale) else None, method="derived")
     return plan
+
+
+def cached_range(cache: dict[tuple[str, str], tuple[float, float]], name: str, obs: TensorObserver,
+                 scheme: QuantScheme, method: str) -> tuple[float, float]:
+    """The activation range of ``name`` under ``method``, computed once per (tensor, method)."""
+    if (name, method) not in cache:
+        cache[name, method] = compute_range(method, obs, dtype=scheme.activation_dtype,
+                                            symmetric=scheme.activation_symmetric)
+    return cache[name, method]
 
 
 SCALING_OPS = ("Mul", "Div")
