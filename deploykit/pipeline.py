@@ -149,7 +149,8 @@ def build(request: BuildRequest, registry: Registry | None = None, reporter: Rep
         if request.calibration_method not in ("auto", *METHODS):
             raise DeployError(f"unknown --calibration-method {request.calibration_method!r}; use auto, {', '.join(METHODS)}")
         budget = AccuracyBudget.parse(None if task is not None else request.accuracy_budget)
-        quant_config = QuantConfig(method=request.calibration_method, budget=budget, task=task)
+        quant_config = QuantConfig(method=request.calibration_method, budget=budget, task=task,
+                                   int32_accumulation=profile.int8_sums_in_int32)
     extra = dict(request.extra)
     if quant_config is not None:
         extra.update({"calibration_method": quant_config.method,
@@ -253,7 +254,7 @@ def build(request: BuildRequest, registry: Registry | None = None, reporter: Rep
             write_npz(work / SAMPLES_INPUTS, {f"in_{i}": verify_set.subset(stored).arrays[s.name] for i, s in enumerate(inputs)})
             write_npz(work / SAMPLES_EXPECTED, {f"out_{i}": _stack([refs[j][o.name] for j in stored]) for i, o in enumerate(outputs)})
         with reporter.stage("render runner"):
-            context = _template_context(profile, backend, precision, artifact, frozen_spec)
+            context = _template_context(profile, backend, precision, artifact, frozen_spec, quant)
             (work / "runner.py").write_text(render(backend.runner_template, context, backend.template_package or ""), encoding="utf-8")
             reqs = artifact.requirements or backend.runner_requirements(precision)
             (work / "requirements.txt").write_text("".join(r + "\n" for r in reqs), encoding="utf-8")
@@ -512,7 +513,7 @@ def _with_frozen(feeds, frozen_arrays):
     return [{**f, **frozen_arrays} for f in feeds] if frozen_arrays else feeds
 
 
-def _template_context(profile, backend: Backend, precision: str, artifact, frozen_spec=None) -> dict[str, Any]:
+def _template_context(profile, backend: Backend, precision: str, artifact, frozen_spec=None, quant=None) -> dict[str, Any]:
     spec = {
         "target": profile.name,
         "backend": backend.name,
@@ -524,7 +525,9 @@ def _template_context(profile, backend: Backend, precision: str, artifact, froze
     if frozen_spec:
         spec["frozen_inputs"] = frozen_spec
     if precision == "int8" and backend.quant_scheme is not None:
-        spec["int8_weight_bits"] = backend.quant_scheme.weight_bits
+        # the grid the engine kept (a scheme may allow a wider one where the device sums in int32)
+        spec["int8_weight_bits"] = quant.report.get("weight_bits", 8) if quant is not None \
+            else backend.quant_scheme.weight_bits
     spec.update(artifact.runner_context)
     return {
         "spec": spec,

@@ -17,6 +17,10 @@ A profile names its backend and states device facts. Schema (unknown keys are er
     os = "Raspberry Pi OS 12 (bookworm) 64-bit"
     python = "3.11"                     # the Python the device ships
     accelerator = "none"                # none | edgetpu | gpu | vpu | npu
+    int8_accumulator = "int32"          # optional: how the CPU sums int8 dot products for CPU runtimes:
+                                        # int32 (ARM, x86 with VNNI), int16 (x86 without VNNI: saturates
+                                        # 8-bit weights), build-machine (the device is the machine building);
+                                        # default int16 on x86_64, else int32
 
     [runtime]
     name = "ai-edge-litert"             # runtime package the bundle's runner uses
@@ -59,6 +63,7 @@ from deploykit.errors import TargetError
 PRECISIONS = ("fp32", "fp16", "int8")
 ARCHES = ("aarch64", "armv7l", "x86_64")
 ACCELERATORS = ("none", "edgetpu", "gpu", "vpu", "npu")
+INT8_ACCUMULATORS = ("int32", "int16", "build-machine")
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 
 
@@ -87,6 +92,19 @@ class TargetProfile:
     options: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
     source: str = ""
     emulation: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+    int8_accumulator: str = ""
+
+    @property
+    def int8_sums_in_int32(self) -> bool:
+        """The device's CPU runtimes sum int8 dot products in int32, so 8-bit weights cannot
+        saturate there (see :mod:`deploykit.cpu`). ``build-machine`` asks this machine's CPU;
+        an x86-64 device that does not say is taken to lack VNNI."""
+        acc = self.int8_accumulator or ("int16" if self.arch == "x86_64" else "int32")
+        if acc == "build-machine":
+            from deploykit.cpu import cpu_class
+
+            return not cpu_class().int8_saturates
+        return acc == "int32"
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -103,6 +121,7 @@ class TargetProfile:
                 "os": self.os,
                 "python": self.python,
                 "accelerator": self.accelerator,
+                **({"int8_accumulator": self.int8_accumulator} if self.int8_accumulator else {}),
             },
             "runtime": {
                 "name": self.runtime,
@@ -132,6 +151,7 @@ _SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], bool]]] = {
         "os": (str, True),
         "python": (str, True),
         "accelerator": (str, False),
+        "int8_accumulator": (str, False),
     },
     "runtime": {
         "name": (str, True),
@@ -204,6 +224,9 @@ def profile_from_dict(data: dict[str, Any], source: str = "<profile>") -> Target
     accelerator = values.get("device.accelerator", "none")
     if accelerator not in ACCELERATORS:
         raise _fail(source, "device.accelerator", f"{accelerator!r} is not one of {list(ACCELERATORS)}")
+    accumulator = values.get("device.int8_accumulator", "")
+    if accumulator and accumulator not in INT8_ACCUMULATORS:
+        raise _fail(source, "device.int8_accumulator", f"{accumulator!r} is not one of {list(INT8_ACCUMULATORS)}")
     for key in ("device.cores", "device.memory_mb"):
         if values[key] <= 0:
             raise _fail(source, key, "must be positive")
@@ -244,6 +267,7 @@ def profile_from_dict(data: dict[str, Any], source: str = "<profile>") -> Target
         options=dict(data.get("options", {})),
         source=source,
         emulation=emulation,
+        int8_accumulator=accumulator,
     )
 
 

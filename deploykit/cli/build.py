@@ -197,7 +197,8 @@ def _print_summary(result, verification) -> None:
                           f"(budget {c['budget']} {met}; the verification below is against the compressed model)")
     q = m.get("quantization")
     if q:
-        err_console.print(f"int8: range method {q['range_method']}, {len(q['fallback_layers'])} layer(s) in float, "
+        err_console.print(f"int8: range method {q['range_method']}, {q.get('weight_bits', 8)}-bit weights, "
+                          f"{len(q['fallback_layers'])} layer(s) in float, "
                           f"bias correction {'on' if q['bias_correction'] else 'off'}, "
                           f"{q['cross_layer_equalization']} equalized conv pairs", markup=False)
     t = verification.get("task")

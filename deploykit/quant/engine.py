@@ -95,6 +95,9 @@ class QuantConfig:
     bias_correction: bool = True
     equalize: str = "auto"  # auto | on | off
     eval_samples: int = 8
+    # the device sums int8 dot products in int32 (TargetProfile.int8_sums_in_int32): the engine may
+    # also try ``scheme.int32_weight_bits``
+    int32_accumulation: bool = False
     max_fallback_fraction: float = 0.25
     max_fallback_layers: int = 64
     # --eval-data / --metric: a deploykit.quant.task_metrics.TaskBudget and EvalSet; when set, they
@@ -482,6 +485,9 @@ def quantize_model(
             plan, qdq, metrics, score = p8, q8, m8, score8
             log(f"{n_chains} spelled-out h-swish chain(s) stay int8: float gains too little to pay for the "
                 f"float ops ({config.budget.metric} {score:.4g} int8)")
+    if scheme.int32_weight_bits and config.int32_accumulation and scheme.int32_weight_bits != scheme.weight_bits:
+        scheme, plan, qdq, metrics, score = _try_wider_weights(index, observers, scheme, method, config, proto,
+                                                               judge, log, plan, qdq, metrics, score, ranges)
     sensitivity: dict[str, float] = {}
     if not judge.met(config.budget, qdq) and scheme.mixed_precision:
         plan, qdq, metrics, sensitivity = _fallback_search(index, observers, scheme, method, config, proto, judge,
@@ -513,6 +519,29 @@ def quantize_model(
     return QuantResult(model=result_model, params=params, fallback=set(plan.fallback) - join_nodes,
                        plan=plan, qdq_model=qdq, metrics=output_metrics, budget_met=budget_met, report=report,
                        timing=timing, joins=joins)
+
+
+def _try_wider_weights(index, observers, scheme: QuantScheme, method, config, proto, judge, log,
+                       plan, qdq, metrics, score, ranges):
+    """The plan again on ``scheme.int32_weight_bits`` weights, kept when clearly more accurate on
+    the worse half of the held-out samples (as :func:`choose_method` ranks) and not worse on all.
+    Float layers stay as they are. Returns (scheme, plan, qdq, metrics, score)."""
+    wide = dataclasses.replace(scheme, weight_bits=scheme.int32_weight_bits)
+    wplan = build_plan(index, observers, wide, method, fallback=set(plan.fallback),
+                       bias_correction=config.bias_correction, range_cache=ranges)
+    wqdq = build_qdq_model(proto, wplan, index)
+    wmetrics = judge(wplan, wqdq)
+    wscore = config.budget.score(wmetrics)
+    worst = min(judge.subset_scores(config.budget, qdq), default=score)
+    wworst = min(judge.subset_scores(config.budget, wqdq), default=wscore)
+    compared = (f"{config.budget.metric} {wscore:.4g} (worse half {wworst:.4g}) vs {score:.4g} "
+                f"(worse half {worst:.4g}) with {scheme.weight_bits}-bit weights")
+    if _clearly_better(config.budget, wworst, worst) and wscore >= score:
+        log(f"{wide.weight_bits}-bit weights (the device sums int8 in int32): {compared}")
+        return wide, wplan, wqdq, wmetrics, wscore
+    log(f"{scheme.weight_bits}-bit weights stay: {wide.weight_bits}-bit ones are not clearly more accurate "
+        f"({compared})")
+    return scheme, plan, qdq, metrics, score
 
 
 def _cache_params(observers: dict[str, TensorObserver], scheme: QuantScheme, method: str, ranges) -> dict:

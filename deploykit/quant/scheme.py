@@ -48,6 +48,11 @@ class QuantScheme:
         overflow (255 x 127 x 2 > 32767) and 7-bit weights cannot (255 x 63 x 2 < 32767). With
         7 bits, a dot product whose second operand is not a constant stays in float: its values
         cannot be bounded at build time.
+    :ivar int32_weight_bits: weight levels the engine also tries when the device sums int8 dot
+        products in int32 (``QuantConfig.int32_accumulation``: ARM, x86 with VNNI), for runtimes
+        whose runner falls back to exact float kernels on a CPU that would saturate them. The wider
+        grid is kept only when it is clearly more accurate on the held-out samples: on PP-OCR rec
+        8-bit weights scored worse than 7-bit ones, on the openWakeWord embedding 4 dB better.
     :ivar join_outputs: for targets without float ops: the runner may join the separately
         quantized branches of a concatenated graph output in float (see
         :mod:`deploykit.quant.mixed_ranges`); the backend then ends the model at the branches.
@@ -67,6 +72,7 @@ class QuantScheme:
     fixed_output_params: dict[str, tuple[float, int]] = field(default_factory=dict)
     quantize_ops: frozenset[str] | None = None
     weight_bits: int = 8
+    int32_weight_bits: int | None = None
     join_outputs: bool = False
     cache_every_tensor: bool = False
 

@@ -6,6 +6,8 @@ ONNX Runtime's and OpenVINO's u8 x s8 kernels sum pairs of products in int16 the
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import onnx_ir as ir
 import pytest
@@ -102,8 +104,96 @@ def test_backend_schemes_state_their_weight_bits():
     from deploykit_tflite.backend import XNNPACK_SCHEME
 
     assert OnnxRuntimeBackend.quant_scheme.weight_bits == 7
+    assert OnnxRuntimeBackend.quant_scheme.int32_weight_bits == 8  # its runner guards 8-bit weights
     assert OPENVINO_SCHEME.weight_bits == 7
+    assert OPENVINO_SCHEME.int32_weight_bits is None  # no exact fallback in OpenVINO's runner
     assert XNNPACK_SCHEME.weight_bits == EDGETPU_SCHEME.weight_bits == TensorRtBackend.quant_scheme.weight_bits == 8
+
+
+_PROFILES = Path(__file__).resolve().parents[2] / "targets"
+
+
+def builtin_profile(name: str):
+    from deploykit.targets import load_profile
+
+    return load_profile(_PROFILES / f"{name}.toml")
+
+
+def _wide_scheme() -> QuantScheme:
+    return QuantScheme(weight_bits=7, int32_weight_bits=8, quantize_ops=COMPUTE_OPS - {"Add", "Mul"})
+
+
+def test_wider_weights_only_where_the_device_sums_in_int32(tmp_path):
+    """A 7-bit scheme that allows 8 bits on int32-accumulating devices: the engine tries them
+    there, keeps them when clearly more accurate, and never tries them elsewhere."""
+    model = canonicalize(load_model(modelzoo.small_cnn(tmp_path / "m.onnx")))
+    samples = random_samples(graph_inputs(model), 24, seed=3)
+    logs: list[str] = []
+    wide = quantize_model(model, samples, _wide_scheme(), QuantConfig(method="minmax", int32_accumulation=True),
+                          log=logs.append)
+    narrow = quantize_model(model, samples, _wide_scheme(), QuantConfig(method="minmax"))
+    assert narrow.report["weight_bits"] == 7
+    assert wide.report["weight_bits"] == 8, logs
+    assert any(m.startswith("8-bit weights (the device sums int8 in int32)") for m in logs), logs
+    for name, p in wide.plan.weights.items():  # the plan really uses the full grid
+        assert np.abs(p.quantize(_value(wide, name))).max() == 127, name
+    assert wide.metrics != narrow.metrics
+
+
+def test_wider_weights_stay_out_when_they_gain_nothing(tmp_path):
+    """Weights already on a 7-bit grid gain nothing from 8 bits: the portable 7-bit plan stays."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(4)
+    w = rng.integers(-63, 64, (8, 16, 3, 3)).astype(np.float32) * np.float32(0.01)
+    w[:, 0, 0, 0] = 0.63  # every channel reaches the 7-bit maximum: its grid is exactly the weights'
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w"], ["y"], pads=[1, 1, 1, 1])], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 16, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 8, 8])],
+        [numpy_helper.from_array(w, "w")])
+    path = tmp_path / "grid.onnx"
+    import onnx
+
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(path))
+    model = canonicalize(load_model(path))
+    logs: list[str] = []
+    r = quantize_model(model, random_samples(graph_inputs(model), 24, seed=5), _wide_scheme(),
+                       QuantConfig(method="minmax", int32_accumulation=True), log=logs.append)
+    assert r.report["weight_bits"] == 7
+    assert any(m.startswith("7-bit weights stay") for m in logs), logs
+
+
+@pytest.mark.parametrize("arch,declared,saturates,expected", [
+    ("aarch64", "", True, True),            # ARM sums in int32 whatever this machine is
+    ("x86_64", "", False, False),           # an x86 device that does not say: assume no VNNI
+    ("x86_64", "int32", True, True),
+    ("x86_64", "int16", False, False),
+    ("x86_64", "build-machine", False, True),
+    ("x86_64", "build-machine", True, False),
+])
+def test_profile_says_where_int8_sums_in_int32(monkeypatch, arch, declared, saturates, expected):
+    import dataclasses
+
+    import deploykit.cpu as cpu
+
+    monkeypatch.setattr(cpu, "cpu_class", lambda: CpuClass("x86-64", "avx2", vnni=not saturates))
+    profile = dataclasses.replace(builtin_profile("host"), arch=arch, int8_accumulator=declared)
+    assert profile.int8_sums_in_int32 is expected
+
+
+def test_profile_int8_accumulator_is_validated():
+    import tomllib
+
+    from deploykit.errors import TargetError
+    from deploykit.targets import profile_from_dict
+
+    assert builtin_profile("host").int8_accumulator == "build-machine"
+    assert builtin_profile("intel-cpu").int8_sums_in_int32 is False  # AVX2 baseline: 7-bit weights
+    data = tomllib.loads((_PROFILES / "host.toml").read_text())
+    data["device"]["int8_accumulator"] = "int12"
+    with pytest.raises(TargetError, match="int8_accumulator"):
+        profile_from_dict(data)
 
 
 @pytest.mark.parametrize("flags,machine,label,saturates", [
