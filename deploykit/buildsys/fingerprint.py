@@ -222,6 +222,9 @@ class Fingerprinter:
             "software": self.core(),
             "backend": self.backend(target_profile.backend),
         }
+        if precision == "int8" and target_profile.int8_accumulator == "build-machine":
+            # the weight grid follows this machine's CPU (deploykit.targets.TargetProfile.int8_sums_in_int32)
+            ingredients["int8_sums_in_int32"] = target_profile.int8_sums_in_int32
         return digest(ingredients), ingredients
 
 

@@ -117,6 +117,17 @@ def test_deploykit_plugin_and_toolchain_versions(project_dir, registry, monkeypa
     assert changed(before, keys(project_dir, registry)) == set(before)
 
 
+def test_host_int8_keys_follow_the_build_machines_int8_accumulator(project_dir, registry, monkeypatch):
+    """host int8 keeps 8-bit weights only where this CPU sums int8 in int32: a bundle built on a VNNI
+    machine is not reused on one without (nor fp32 bundles rebuilt)."""
+    import deploykit.cpu as cpu
+
+    monkeypatch.setattr(cpu, "cpu_class", lambda: cpu.CpuClass("x86-64", "avx512", vnni=True))
+    before = keys(project_dir, registry)
+    monkeypatch.setattr(cpu, "cpu_class", lambda: cpu.CpuClass("x86-64", "avx2", vnni=False))
+    assert changed(before, keys(project_dir, registry)) == {"a:host:int8", "b:host:int8"}
+
+
 def test_external_data_is_part_of_the_model(tmp_path, registry):
     model = onnx.load(str(modelzoo.small_cnn(tmp_path / "m.onnx")))
     onnx.save(model, str(tmp_path / "ext.onnx"), save_as_external_data=True, all_tensors_to_one_file=True,
