@@ -117,6 +117,8 @@ def test_host_int8_same_on_every_x86_class(host_int8):
     # host bundles are built for the machine building them: 7-bit weights where it saturates,
     # 8-bit ones where it sums in int32 and they are clearly more accurate (this model: they are)
     assert bits == (7 if cpu_class().int8_saturates else 8)
+    readme = (d / "b" / "README.md").read_text()
+    assert ("int8 weights use 8 bits" in readme) == (bits == 8)  # and what that means elsewhere
     results = {}
     for cpu in (None, AVX2_ONLY):
         out = d / f"y_{cpu or 'native'}.npy"
