@@ -188,6 +188,44 @@ def test_bias_correction_reduces_error(tmp_path):
     assert logits_sqnr[1] >= logits_sqnr[0] - 0.5
 
 
+def _dead_channel_model(path) -> str:
+    """Conv with BatchNorm(gamma = 0) folded in: channel 0 has all-zero weights and bias 0.8,
+    channel 1 denormal weights and bias -1.5 (what such a fold leaves), channels 2-3 ordinary ones."""
+    rng = np.random.default_rng(11)
+    w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32) * 0.3
+    w[0] = 0.0
+    w[1] = 1e-39
+    b = np.array([0.8, -1.5, 0.1, -0.2], np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1]), helper.make_node("Relu", ["c"], ["y"])],
+        "dead", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])],
+        [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(path))
+    return str(path)
+
+
+def test_dead_channels_keep_their_bias(tmp_path):
+    """A channel whose weights are (near) zero outputs its bias: the int32 bias must hold it, so its
+    weight scale is raised until bias / (input scale x weight scale) fits; other channels keep theirs."""
+    model = _prepared(_dead_channel_model(tmp_path / "dead.onnx"))
+    samples = random_samples(graph_inputs(model), 16, seed=4)
+    r = quantize_model(model, samples, SCHEME, QuantConfig(method="minmax", bias_correction=False, equalize="off"))
+    bias = r.plan.biases["b"]
+    q = bias.quantize(np.array([0.8, -1.5, 0.1, -0.2], np.float32)).astype(np.int64)
+    assert np.all(np.abs(q) < 2**31 - 1), q  # nothing clipped
+    np.testing.assert_allclose(bias.dequantize(q)[:2], [0.8, -1.5], rtol=1e-3)
+    w = numpy_helper.to_array(next(t for t in ir.to_proto(r.model).graph.initializer if t.name == "w"))
+    wq = r.plan.weights["w"]
+    amax = np.abs(w.reshape(4, -1)).max(axis=1)
+    np.testing.assert_allclose(np.asarray(wq.scale)[2:], amax[2:] / 127, rtol=1e-6)  # ordinary channels untouched
+    sess = simulation_session(r.qdq_model)
+    x = samples.feeds().__next__()
+    ref = ort.InferenceSession(_dead_channel_model(tmp_path / "ref.onnx"), providers=["CPUExecutionProvider"]).run(None, x)[0]
+    got = sess.run(None, x)[0]
+    np.testing.assert_allclose(got[0, 0], ref[0, 0], atol=0.01)  # the dead channel's constant output survives
+
+
 def test_auto_picks_best_method_and_reports_layers(tmp_path):
     model = _prepared(modelzoo.small_cnn(tmp_path / "m.onnx"))
     samples = random_samples(graph_inputs(model), 16)
