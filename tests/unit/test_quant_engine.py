@@ -436,6 +436,8 @@ def test_hardswish_float_scheme_keeps_spelled_out_chains_float(tmp_path):
     ({"minmax": (0.92, 0.90), "percentile": (0.93, 0.88), "mse": (0.97, 0.96)}, "mse"),  # error a third
     ({"minmax": (0.999, 0.998), "percentile": (0.98, 0.97)}, "minmax"),
     ({"minmax": (0.95, 0.94), "mse": (0.96, 0.95)}, "mse"),  # no percentile trial: the best
+    ({"percentile": (0.96, 0.90), "mse": (0.955, 0.92)}, "percentile"),  # better on a half, worse overall
+    ({"percentile": (0.96, 0.90), "mse": (0.965, 0.92)}, "mse"),  # better on the worse half and overall
 ])
 def test_range_method_choice_keeps_percentile_unless_clearly_beaten(scores, chosen):
     """The first row is PP-OCR rec on rpi4 with the small-noisy-sans calibration set: mse ranked
