@@ -458,7 +458,7 @@ def quantize_model(
         metrics = judge(plan, qdq)
         score = config.budget.score(metrics)
         halves = judge.subset_scores(config.budget, qdq)
-        worst = min(halves, default=score)
+        worst = _worse_half(halves, score)
         trials.append({"method": m, "score": score, "worst_half": worst,
                        "spread": (max(halves) - worst) if halves and math.isfinite(max(halves) - worst) else None})
         candidates[m] = (plan, qdq, metrics, score)
@@ -532,11 +532,11 @@ def _try_wider_weights(index, observers, scheme: QuantScheme, method, config, pr
     wqdq = build_qdq_model(proto, wplan, index)
     wmetrics = judge(wplan, wqdq)
     wscore = config.budget.score(wmetrics)
-    worst = min(judge.subset_scores(config.budget, qdq), default=score)
-    wworst = min(judge.subset_scores(config.budget, wqdq), default=wscore)
+    worst = _worse_half(judge.subset_scores(config.budget, qdq), score)
+    wworst = _worse_half(judge.subset_scores(config.budget, wqdq), wscore)
     compared = (f"{config.budget.metric} {wscore:.4g} (worse half {wworst:.4g}) vs {score:.4g} "
                 f"(worse half {worst:.4g}) with {scheme.weight_bits}-bit weights")
-    if _clearly_better(config.budget, wworst, worst) and wscore >= score:
+    if _beats(config.budget, {"score": wscore, "worst_half": wworst}, {"score": score, "worst_half": worst}):
         log(f"{wide.weight_bits}-bit weights (the device sums int8 in int32): {compared}")
         return wide, wplan, wqdq, wmetrics, wscore
     log(f"{scheme.weight_bits}-bit weights stay: {wide.weight_bits}-bit ones are not clearly more accurate "
@@ -632,10 +632,21 @@ def choose_method(trials: list[dict], budget) -> str:
     from -1.04 to -1.39 pt.)"""
     best = _first_ranked(trials)
     preferred = next((t for t in trials if t["method"] == PREFERRED_METHOD), None)
-    if preferred is not None and (not _clearly_better(budget, best["worst_half"], preferred["worst_half"])
-                                  or best["score"] < preferred["score"]):
+    if preferred is not None and not _beats(budget, best, preferred):
         return PREFERRED_METHOD
     return best["method"]
+
+
+def _beats(budget, challenger: dict, incumbent: dict) -> bool:
+    """``challenger`` (``score``, ``worst_half``) is clearly better than ``incumbent`` on the worse
+    half of the held-out samples (:func:`_clearly_better`) and not worse on all of them."""
+    return _clearly_better(budget, challenger["worst_half"], incumbent["worst_half"]) \
+        and challenger["score"] >= incumbent["score"]
+
+
+def _worse_half(halves: list[float], score: float) -> float:
+    """The score on the worse half of the held-out samples (the whole score without halves)."""
+    return min(halves, default=score)
 
 
 def _first_ranked(trials: list[dict]) -> dict:
